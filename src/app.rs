@@ -1,0 +1,209 @@
+//! Wiring: builds the services from a configuration, binds the listener, spawns the
+//! background tasks, and shuts everything down in order.
+//!
+//! The startup seam (`build` binds, `local_addr` tells the port, `run_until_stopped`
+//! serves) lets tests run the real application on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::intake::auth::Credentials;
+use crate::intake::spool::Spool;
+use crate::intake::{self, StorageStatus};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Pipeline, RecordOnly, WorkerSettings};
+use crate::store::{Backend, SqlStore, Store};
+use crate::web::{self, AppState};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tasks: Vec<JoinHandle<()>>,
+    writer: JoinHandle<()>,
+    cancel: CancellationToken,
+    grace: Duration,
+}
+
+impl Application {
+    /// Builds with the default pipeline.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Arc::new(RecordOnly)).await
+    }
+
+    pub async fn build_with(config: Config, pipeline: Arc<dyn Pipeline>) -> anyhow::Result<Self> {
+        log_unconfigured(&config);
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&config.database)?);
+        tracing::info!(database = %config.database.url, "Opening the database.");
+        let db_ready = match store.migrate().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Database unreachable at start; running degraded, spooling alerts to disk and reconnecting.");
+                false
+            }
+        };
+        if db_ready && store.backend() == Backend::Sqlite {
+            // One process owns a SQLite file, so claims left by a previous run are stale.
+            let n = store.release_all_claims().await?;
+            if n > 0 {
+                tracing::info!(
+                    events = n,
+                    "Resuming alert events a previous run had claimed."
+                );
+            }
+        }
+        let spool_dir = Path::new(&config.database.spool_dir);
+        let spool = Spool::open(spool_dir).with_context(|| {
+            format!(
+                "cannot open the spool in {} (database.spool_dir)",
+                spool_dir.display()
+            )
+        })?;
+        if spool.pending_events() > 0 {
+            tracing::info!(
+                events = spool.pending_events(),
+                "Spooled alerts from an earlier run will be replayed."
+            );
+        }
+
+        let cancel = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let storage = Arc::new(StorageStatus::default());
+        let (intake, writer, watch) = intake::start(
+            store.clone(),
+            spool,
+            storage.clone(),
+            metrics.clone(),
+            db_ready,
+            cancel.clone(),
+        );
+
+        let worker = tokio::spawn(pipeline::run_worker(
+            store.clone(),
+            pipeline,
+            storage.clone(),
+            WorkerSettings {
+                concurrency: config.worker.concurrency,
+                lease: Duration::from_secs(config.worker.claim_lease_seconds),
+                poll_interval: Duration::from_millis(config.worker.poll_interval_ms),
+            },
+            cancel.clone(),
+        ));
+
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (server.listen / --listen)",
+                    config.server.listen
+                )
+            })?;
+        let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+        let state = AppState {
+            credentials: Arc::new(Credentials::from_config(&config)),
+            config: Arc::new(config),
+            store,
+            intake,
+            storage,
+            metrics,
+        };
+        Ok(Self {
+            listener,
+            state,
+            tasks: vec![watch, worker],
+            writer,
+            cancel,
+            grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish (up to the grace period), writes everything accepted, and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            tasks,
+            writer,
+            cancel,
+            grace,
+        } = self;
+        tracing::info!(address = %listener.local_addr()?, "Jarvis is listening.");
+        let store = state.store.clone();
+        let app = web::router(state);
+        let stop = cancel.clone();
+        let signalled = CancellationToken::new();
+        let signalled_setter = signalled.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("Shutting down: no new requests; finishing what was accepted.");
+            signalled_setter.cancel();
+            stop.cancel();
+        });
+        let server =
+            axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        tokio::select! {
+            r = server => r.context("the HTTP server failed")?,
+            _ = async { signalled.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace = ?grace, "Requests still open after the grace period; closing them.");
+            }
+        }
+        cancel.cancel();
+        // The router (and with it every Intake handle) is gone, so the writer ends once
+        // it has answered everything queued.
+        let _ = writer.await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        store.close().await;
+        tracing::info!("Stopped.");
+        Ok(())
+    }
+}
+
+/// One line for each thing not configured yet, so a first start explains itself.
+fn log_unconfigured(c: &Config) {
+    if c.webhook.password.is_empty() && c.api.token.is_empty() {
+        tracing::warn!(
+            "Webhook and API authentication not configured: open to local callers only (set WEBHOOK_AUTH_PASSWORD)."
+        );
+    }
+    if c.llm.provider == "none" {
+        tracing::info!("No LLM configured: pattern mode only (set [llm] provider).");
+    }
+    if c.hosts.is_empty() {
+        tracing::info!(
+            "No hosts configured: nothing can be remediated over SSH yet (add [[hosts]])."
+        );
+    }
+    if c.prometheus.url.is_empty() {
+        tracing::info!("Prometheus not configured: fixes cannot be verified (set PROMETHEUS_URL).");
+    }
+    let notify = &c.notify;
+    if notify.discord.webhook_url.is_empty()
+        && notify.ntfy.url.is_empty()
+        && notify.slack.webhook_url.is_empty()
+        && notify.webhook.url.is_empty()
+    {
+        tracing::info!(
+            "No notifications configured: nobody will be told about escalations (set [notify.*])."
+        );
+    }
+}

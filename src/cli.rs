@@ -1,0 +1,193 @@
+//! The command line (INTERFACE §1). Parsing and dispatch only; the work is in the
+//! library modules.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Env};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jarvis",
+    version,
+    about = "Self-hosted autonomous alert remediation for Prometheus Alertmanager"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "JARVIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: HTTP API, intake and background work. Applies migrations first.
+    Serve {
+        /// Configuration file (default: $JARVIS_CONFIG, then ./jarvis.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding [server] listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Load and validate the configuration; print it with secrets redacted.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Post a well-formed Alertmanager v4 payload, for trying an installation.
+    SendTestAlert(crate::testalert::SendTestAlert),
+    /// Version, git commit and enabled features.
+    Version,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(
+    path: Option<&std::path::Path>,
+    listen: Option<&str>,
+) -> Result<config::LoadedConfig, ExitCode> {
+    match config::load(path, &Env::from_process(), listen) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(loaded)
+        }
+        Err(errors) => {
+            eprintln!("configuration is not valid:");
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config, listen } => {
+            let loaded = match load_config(config.as_deref(), listen.as_deref()) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            if let Some(src) = &loaded.source {
+                tracing::info!(file = %src.display(), "Configuration loaded.");
+            } else {
+                tracing::info!("No configuration file: using built-in defaults.");
+            }
+            let app = crate::app::Application::build(loaded.config).await?;
+            app.run_until_stopped(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let loaded = match load_config(config.as_deref(), None) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            match &loaded.source {
+                Some(p) => println!(
+                    "# configuration from {} and the environment; secrets redacted",
+                    p.display()
+                ),
+                None => println!("# built-in defaults and the environment; secrets redacted"),
+            }
+            print!("{}", config::render_redacted(&loaded.config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { config } => {
+            let loaded = match load_config(config.as_deref(), None) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let store = crate::store::SqlStore::open(&loaded.config.database)?;
+            use crate::store::Store;
+            store
+                .migrate()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} (database {})", loaded.config.database.url))?;
+            println!("migrations applied to {}", loaded.config.database.url);
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SendTestAlert(args) => args.run().await,
+        Command::Version => {
+            let v = crate::version_info();
+            println!(
+                "jarvis {} (commit {})",
+                v["version"].as_str().unwrap_or(""),
+                v["commit"].as_str().unwrap_or("")
+            );
+            println!(
+                "features: {}",
+                v["features"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|f| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

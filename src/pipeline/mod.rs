@@ -1,0 +1,153 @@
+//! The work loop after intake: claim stored alert events, hand each to the
+//! [`Pipeline`], record where it ended.
+//!
+//! Events are claimed from the store with a lease, so each has one owner at a time,
+//! several replicas can share a PostgreSQL database, and an event whose owner died is
+//! taken over when the lease runs out. Nothing lives only in memory: a restart simply
+//! claims again whatever is not final.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::alert::AlertState;
+use crate::domain::ids::{new_id, now_ms};
+use crate::intake::StorageStatus;
+use crate::store::{AlertEventRow, Store};
+
+/// Where an event ended up, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disposition {
+    pub state: AlertState,
+    pub reason: Option<String>,
+}
+
+/// What happens to a claimed alert event. The remediation pipeline implements this.
+#[async_trait]
+pub trait Pipeline: Send + Sync + 'static {
+    async fn process(&self, event: &AlertEventRow) -> Disposition;
+}
+
+/// The first pipeline: records each event and closes it, so the intake → claim →
+/// dispose loop is exercised end to end before remediation exists. Resolved
+/// notifications close as `resolved`; firing alerts are `escalated`, since nothing
+/// in this build acts on them and a person must.
+pub struct RecordOnly;
+
+#[async_trait]
+impl Pipeline for RecordOnly {
+    async fn process(&self, event: &AlertEventRow) -> Disposition {
+        tracing::info!(
+            alertname = %event.alertname,
+            fingerprint = %event.fingerprint,
+            status = %event.status,
+            "Alert recorded."
+        );
+        if event.status == "resolved" {
+            Disposition {
+                state: AlertState::Resolved,
+                reason: Some("resolved by Alertmanager".into()),
+            }
+        } else {
+            Disposition {
+                state: AlertState::Escalated,
+                reason: Some("no remediation pipeline in this build".into()),
+            }
+        }
+    }
+}
+
+pub struct WorkerSettings {
+    pub concurrency: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+}
+
+/// Claims and processes events until `shutdown`; events being processed are finished
+/// before it returns.
+pub async fn run_worker(
+    store: Arc<dyn Store>,
+    pipeline: Arc<dyn Pipeline>,
+    status: Arc<StorageStatus>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) {
+    let owner = format!("worker-{}", new_id());
+    let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
+    let mut running: JoinSet<()> = JoinSet::new();
+    loop {
+        let free = settings.concurrency as usize - running.len();
+        let mut claimed = 0;
+        if free > 0 && !shutdown.is_cancelled() {
+            match store
+                .claim_alert_events(&owner, now_ms(), lease_ms, free as u32)
+                .await
+            {
+                Ok(events) => {
+                    claimed = events.len();
+                    for event in events {
+                        let (store, pipeline, owner, stop) = (
+                            store.clone(),
+                            pipeline.clone(),
+                            owner.clone(),
+                            shutdown.clone(),
+                        );
+                        running.spawn(async move {
+                            process_one(&*store, &*pipeline, &owner, event, stop).await
+                        });
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "Cannot claim alert events yet."),
+            }
+        }
+        if claimed > 0 && running.len() < settings.concurrency as usize {
+            continue; // more may be waiting
+        }
+        let notified = status.new_events.notified();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = notified => {}
+            _ = tokio::time::sleep(settings.poll_interval) => {}
+        }
+    }
+    while running.join_next().await.is_some() {}
+    tracing::debug!("Worker stopped.");
+}
+
+async fn process_one(
+    store: &dyn Store,
+    pipeline: &dyn Pipeline,
+    owner: &str,
+    event: AlertEventRow,
+    shutdown: CancellationToken,
+) {
+    let d = pipeline.process(&event).await;
+    // The outcome must reach the store; retry while the database is away. On shutdown
+    // give up: the event is still claimed-but-unfinished and is processed again after
+    // the restart (or by another replica when the lease runs out).
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match store
+            .finish_alert_event(&event.id, owner, d.state, d.reason.as_deref(), now_ms())
+            .await
+        {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(id = %event.id, "Claim on alert event lapsed before it was finished; another worker owns it now.");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, id = %event.id, "Cannot record alert outcome yet; retrying.");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

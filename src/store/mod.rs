@@ -1,0 +1,417 @@
+//! Durable storage. One logical schema on two backends: SQLite (embedded default, one
+//! file, WAL) and PostgreSQL (several replicas). The rest of Jarvis sees the [`Store`]
+//! trait; [`SqlStore`] implements it for both backends with the same SQL text, chosen by
+//! the URL prefix at start.
+//!
+//! Portable SQL only: `$n` placeholders (sqlx binds them on SQLite too), application
+//! ids, epoch-millisecond BIGINTs, `ON CONFLICT` and `RETURNING`.
+
+mod migrations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{FromRow, QueryBuilder};
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::domain::alert::{AlertState, NewAlertEvent};
+
+pub use migrations::{MIGRATIONS, Migration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A stored alert event, as the API and the workers read it.
+#[derive(Debug, Clone, PartialEq, FromRow, serde::Serialize)]
+pub struct AlertEventRow {
+    pub id: String,
+    pub fingerprint: String,
+    pub status: String,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub alertname: String,
+    pub instance: Option<String>,
+    /// JSON object text.
+    pub labels: String,
+    /// JSON object text.
+    pub annotations: String,
+    pub generator_url: String,
+    pub receiver: String,
+    pub group_key: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+    pub claimed_by: Option<String>,
+    pub claim_expires_at: Option<i64>,
+}
+
+/// Filters for listing alert events (GET /alerts).
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub limit: u32,
+    pub state: Option<AlertState>,
+    pub alertname: Option<String>,
+}
+
+/// The storage operations Jarvis needs. Async trait objects so the app can hold one
+/// `Arc<dyn Store>` whatever the backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Cheap reachability check.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Applies pending migrations (idempotent; safe with several replicas).
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Inserts events in one transaction. For each event, `true` if it was new and
+    /// `false` if an event with the same id or (fingerprint, status, starts_at) existed.
+    async fn insert_alert_events(&self, events: &[NewAlertEvent]) -> Result<Vec<bool>, StoreError>;
+    /// Newest first.
+    async fn list_alert_events(
+        &self,
+        filter: &AlertFilter,
+    ) -> Result<Vec<AlertEventRow>, StoreError>;
+    /// Claims up to `limit` events in the `received` state that nobody holds (or whose
+    /// holder's lease ran out), oldest first. Each event has one owner at a time.
+    async fn claim_alert_events(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertEventRow>, StoreError>;
+    /// Moves a claimed event to `state` and releases the claim. `false` if `owner` no
+    /// longer held it (the lease ran out and another worker took it over).
+    async fn finish_alert_event(
+        &self,
+        id: &str,
+        owner: &str,
+        state: AlertState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Releases every claim (single-process SQLite after a restart: the old owner is gone).
+    async fn release_all_claims(&self) -> Result<u64, StoreError>;
+    /// Tables and their columns, for checking both backends have the same schema.
+    async fn schema(&self) -> Result<Vec<(String, String)>, StoreError>;
+    async fn close(&self);
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The SQL [`Store`] for both backends.
+pub struct SqlStore {
+    pool: Pool,
+}
+
+/// Runs the same body against whichever pool this store holds. The body is compiled
+/// once per backend, so the SQL text and code exist once in the source.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+const EVENT_COLUMNS: &str = "id, fingerprint, status, starts_at, ends_at, alertname, instance, labels, \
+     annotations, generator_url, receiver, group_key, state, reason, received_at, updated_at, \
+     claimed_by, claim_expires_at";
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters (16 each).
+const INSERT_CHUNK: usize = 1000;
+
+/// The path part of a `sqlite:` URL, to create its folder; `None` for in-memory.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+impl SqlStore {
+    /// Opens a store without touching the database yet: connections are made lazily,
+    /// so Jarvis can start (and spool) while PostgreSQL is down. SQLite's folder is
+    /// created here.
+    pub fn open(cfg: &DatabaseConfig) -> Result<Self, StoreError> {
+        Self::open_url(
+            &cfg.url,
+            cfg.max_connections,
+            Duration::from_secs(cfg.connect_timeout_seconds),
+        )
+    }
+
+    pub fn open_url(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let raw = url.expose();
+        let pool = if url.is_sqlite() {
+            if let Some(parent) = sqlite_path(raw).as_deref().and_then(|p| p.parent()) {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Config(format!(
+                            "database.url: cannot create folder {} for the SQLite database ({e})",
+                            parent.display()
+                        ))
+                    })?;
+                }
+            }
+            let opts = SqliteConnectOptions::from_str(raw)
+                .map_err(|e| StoreError::Config(format!("database.url {}: {e}", url.redacted())))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the webhook is answered.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max_connections.clamp(1, 4))
+                    .acquire_timeout(connect_timeout)
+                    .connect_lazy_with(opts),
+            )
+        } else if url.is_postgres() {
+            let opts = PgConnectOptions::from_str(raw)
+                .map_err(|e| StoreError::Config(format!("database.url {}: {e}", url.redacted())))?;
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(connect_timeout)
+                    .connect_lazy_with(opts),
+            )
+        } else {
+            return Err(StoreError::Config(format!(
+                "database.url: {} is neither sqlite:// nor postgres://",
+                url.redacted()
+            )));
+        };
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = migrations::migrator(self.backend());
+        on_pool!(self, p => migrator.run(p).await?);
+        Ok(())
+    }
+
+    async fn insert_alert_events(&self, events: &[NewAlertEvent]) -> Result<Vec<bool>, StoreError> {
+        let mut inserted_ids = std::collections::HashSet::with_capacity(events.len());
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in events.chunks(INSERT_CHUNK) {
+                let mut qb = QueryBuilder::new(format!("INSERT INTO alert_events ({EVENT_COLUMNS}) "));
+                qb.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.id.clone())
+                        .push_bind(e.fingerprint.to_string())
+                        .push_bind(e.status.as_str())
+                        .push_bind(e.starts_at)
+                        .push_bind(e.ends_at)
+                        .push_bind(e.alertname.as_str().to_owned())
+                        .push_bind(e.instance().map(str::to_owned))
+                        .push_bind(serde_json::to_string(&e.labels).expect("string map serializes"))
+                        .push_bind(serde_json::to_string(&e.annotations).expect("string map serializes"))
+                        .push_bind(e.generator_url.clone())
+                        .push_bind(e.receiver.clone())
+                        .push_bind(e.group_key.clone())
+                        .push_bind(AlertState::Received.as_str())
+                        .push_bind(None::<String>)
+                        .push_bind(e.received_at)
+                        .push_bind(e.received_at)
+                        .push_bind(None::<String>)
+                        .push_bind(None::<i64>);
+                });
+                qb.push(" ON CONFLICT DO NOTHING RETURNING id");
+                let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                inserted_ids.extend(ids.into_iter().map(|(id,)| id));
+            }
+            tx.commit().await?;
+        });
+        Ok(events
+            .iter()
+            .map(|e| inserted_ids.contains(&e.id))
+            .collect())
+    }
+
+    async fn list_alert_events(
+        &self,
+        filter: &AlertFilter,
+    ) -> Result<Vec<AlertEventRow>, StoreError> {
+        let rows = on_pool!(self, p => {
+            let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM alert_events WHERE 1 = 1"));
+            if let Some(state) = filter.state {
+                qb.push(" AND state = ").push_bind(state.as_str());
+            }
+            if let Some(name) = &filter.alertname {
+                qb.push(" AND alertname = ").push_bind(name.clone());
+            }
+            qb.push(" ORDER BY received_at DESC, id DESC LIMIT ").push_bind(i64::from(filter.limit));
+            qb.build_query_as::<AlertEventRow>().fetch_all(p).await?
+        });
+        Ok(rows)
+    }
+
+    async fn claim_alert_events(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertEventRow>, StoreError> {
+        // The claim condition is repeated outside the subquery so that, on PostgreSQL,
+        // a row another replica claimed meanwhile is re-checked and skipped.
+        let sql = format!(
+            "UPDATE alert_events SET claimed_by = $1, claim_expires_at = $2 \
+             WHERE id IN (SELECT id FROM alert_events WHERE state = 'received' \
+                          AND (claimed_by IS NULL OR claim_expires_at < $3) \
+                          ORDER BY received_at, id LIMIT $4) \
+               AND state = 'received' AND (claimed_by IS NULL OR claim_expires_at < $3) \
+             RETURNING {EVENT_COLUMNS}"
+        );
+        let mut rows = on_pool!(self, p => {
+            sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?
+        });
+        rows.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        Ok(rows)
+    }
+
+    async fn finish_alert_event(
+        &self,
+        id: &str,
+        owner: &str,
+        state: AlertState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let affected = on_pool!(self, p => {
+            sqlx::query(
+                "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
+                 claimed_by = NULL, claim_expires_at = NULL WHERE id = $4 AND claimed_by = $5",
+            )
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .bind(owner)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let n = on_pool!(self, p => {
+            sqlx::query("UPDATE alert_events SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by IS NOT NULL")
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(n)
+    }
+
+    async fn schema(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut cols: Vec<(String, String)> = match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT m.name, c.name FROM sqlite_master m JOIN pragma_table_info(m.name) c \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(p)
+                .await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(p)
+                .await?
+            }
+        };
+        cols.sort();
+        Ok(cols)
+    }
+
+    async fn close(&self) {
+        on_pool!(self, p => p.close().await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://jarvis-data/jarvis.db")
+                .unwrap()
+                .to_str(),
+            Some("jarvis-data/jarvis.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/j.db?mode=rwc")
+                .unwrap()
+                .to_str(),
+            Some("/var/lib/j.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+}

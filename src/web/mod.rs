@@ -1,0 +1,323 @@
+//! HTTP API (INTERFACE §3). Handlers are small: they authenticate (the [`RequireAuth`]
+//! extractor), translate HTTP to calls on intake and the store, and map every failure
+//! to `{"error": code, "message": text}` in one place ([`ApiError`]).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::domain::alert::AlertState;
+use crate::domain::ids::now_ms;
+use crate::intake::auth::Credentials;
+use crate::intake::payload::parse_payload;
+use crate::intake::{Intake, IntakeError, StorageStatus};
+use crate::metrics::{Metrics, WebhookOutcome};
+use crate::store::{AlertEventRow, AlertFilter, Store};
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub storage: Arc<StorageStatus>,
+    pub metrics: Arc<Metrics>,
+    pub credentials: Arc<Credentials>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/version", get(version))
+        .route("/webhook", post(webhook))
+        // The original Jarvis's path, kept so existing Alertmanager configs work.
+        .route("/webhook/alertmanager", post(webhook))
+        .route("/alerts", get(list_alerts))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::Internal("the request handler failed unexpectedly; see the log".into())
+                .into_response()
+        }))
+}
+
+/// An API failure, rendered as `{"error", "message"}` with a fitting status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(
+        "valid credentials are required (HTTP Basic with the webhook credentials, or a Bearer API token)"
+    )]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut resp = (
+            status,
+            Json(json!({"error": code, "message": self.to_string()})),
+        )
+            .into_response();
+        if matches!(self, Self::Unauthorized) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"jarvis\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::warn!(error = %e, "Store query failed.");
+        Self::Unavailable("the database is unreachable right now; try again shortly".into())
+    }
+}
+
+/// Proof that the request carried valid credentials.
+pub struct RequireAuth;
+
+impl FromRequestParts<AppState> for RequireAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if state.credentials.check(header) {
+            Ok(Self)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see INTERFACE §3 for the API".into())
+}
+
+async fn health(State(s): State<AppState>) -> Json<Value> {
+    let db = s.storage.db_connected();
+    Json(json!({
+        "status": if db { "healthy" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": s.store.backend().as_str(),
+        "database_connected": db,
+        "maintenance_mode": false,
+        "llm": s.config.llm.provider,
+        "spooled_alerts": s.storage.spooled_events(),
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn version(_auth: RequireAuth) -> Json<Value> {
+    Json(crate::version_info())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the body is larger than the limit of {limit} bytes ([webhook] max_body_bytes)"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let limited = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if limited {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+async fn webhook(
+    State(s): State<AppState>,
+    auth: Result<RequireAuth, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = webhook_inner(&s, auth, &headers, body).await;
+    s.metrics.webhook_request(match &outcome {
+        Ok((_, true)) => WebhookOutcome::spooled,
+        Ok((_, false)) => WebhookOutcome::stored,
+        Err(ApiError::Unauthorized) => WebhookOutcome::unauthorized,
+        Err(ApiError::PayloadTooLarge(_)) => WebhookOutcome::too_large,
+        Err(ApiError::UnsupportedMediaType(_)) => WebhookOutcome::unsupported_media_type,
+        Err(ApiError::BadRequest(_)) => WebhookOutcome::malformed,
+        Err(_) => WebhookOutcome::unavailable,
+    });
+    outcome.map(|(v, _)| Json(v))
+}
+
+async fn webhook_inner(
+    s: &AppState,
+    auth: Result<RequireAuth, ApiError>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Value, bool), ApiError> {
+    auth?;
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the Alertmanager payload with Content-Type: application/json".into(),
+        ));
+    }
+    let bytes = read_limited(body, headers, s.config.webhook.max_body_bytes).await?;
+    let events = parse_payload(&bytes, now_ms()).map_err(|e| ApiError::BadRequest(e.0))?;
+    let count = events.len();
+    match s.intake.submit(events).await {
+        Ok(a) => {
+            tracing::debug!(
+                alerts = count,
+                accepted = a.accepted,
+                duplicates = a.duplicates,
+                spooled = a.spooled,
+                "Webhook stored."
+            );
+            let mut body = json!({"accepted": a.accepted, "duplicates": a.duplicates});
+            if a.spooled {
+                body["spooled"] = json!(true);
+            }
+            Ok((body, a.spooled))
+        }
+        // 503 is what Alertmanager retries; it is only used when nothing could store the alerts.
+        Err(e @ (IntakeError::Unavailable(_) | IntakeError::ShuttingDown)) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertsQuery {
+    limit: Option<String>,
+    state: Option<String>,
+    alertname: Option<String>,
+}
+
+/// An alert event as the API shows it: labels and annotations as objects.
+fn alert_json(r: AlertEventRow) -> Value {
+    let labels: Value = serde_json::from_str(&r.labels).unwrap_or(Value::Null);
+    let annotations: Value = serde_json::from_str(&r.annotations).unwrap_or(Value::Null);
+    json!({
+        "id": r.id,
+        "fingerprint": r.fingerprint,
+        "alertname": r.alertname,
+        "instance": r.instance,
+        "status": r.status,
+        "state": r.state,
+        "reason": r.reason,
+        "labels": labels,
+        "annotations": annotations,
+        "starts_at": crate::domain::time::rfc3339(r.starts_at),
+        "ends_at": r.ends_at.map(crate::domain::time::rfc3339),
+        "received_at": crate::domain::time::rfc3339(r.received_at),
+        "updated_at": crate::domain::time::rfc3339(r.updated_at),
+        "generator_url": r.generator_url,
+        "receiver": r.receiver,
+        "group_key": r.group_key,
+    })
+}
+
+async fn list_alerts(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    Query(q): Query<AlertsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None | Some("") => 100,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit {l:?} must be a whole number from 1 to 1000"
+                )));
+            }
+        },
+    };
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(st) => {
+            Some(AlertState::parse(st).map_err(|e| ApiError::BadRequest(format!("state: {e}")))?)
+        }
+    };
+    let filter = AlertFilter {
+        limit,
+        state,
+        alertname: q.alertname.filter(|a| !a.is_empty()),
+    };
+    let rows = s.store.list_alert_events(&filter).await?;
+    let alerts: Vec<Value> = rows.into_iter().map(alert_json).collect();
+    Ok(Json(json!({"count": alerts.len(), "alerts": alerts})))
+}
