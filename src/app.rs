@@ -43,7 +43,11 @@ impl Application {
         log_unconfigured(&config);
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&config.database)?);
         tracing::info!(database = %config.database.url, "Opening the database.");
-        let db_ready = match store.migrate().await {
+        let reachable = match store.migrate().await {
+            Ok(()) => store.ping().await,
+            Err(e) => Err(e),
+        };
+        let db_ready = match reachable {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "Database unreachable at start; running degraded, spooling alerts to disk and reconnecting.");
@@ -94,6 +98,7 @@ impl Application {
                 concurrency: config.worker.concurrency,
                 lease: Duration::from_secs(config.worker.claim_lease_seconds),
                 poll_interval: Duration::from_millis(config.worker.poll_interval_ms),
+                shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
             },
             cancel.clone(),
         ));
@@ -166,8 +171,7 @@ impl Application {
             }
         }
         cancel.cancel();
-        // The router (and with it every Intake handle) is gone, so the writer ends once
-        // it has answered everything queued.
+        // The writer answers everything already queued, then ends.
         let _ = writer.await;
         for t in tasks {
             let _ = t.await;

@@ -741,10 +741,10 @@ const OTHER_KNOWN_JARVIS_VARS: &[&str] = &["JARVIS_CONFIG", "JARVIS_LOG_FORMAT"]
 
 fn apply_env(config: &mut Config, env: &Env, errors: &mut Vec<String>, warnings: &mut Vec<String>) {
     for (name, key, set) in ENV_KEYS {
-        if let Some(v) = env.get(name) {
-            if let Err(e) = set(config, v) {
-                errors.push(format!("{key} (from env {name}): {e}"));
-            }
+        if let Some(v) = env.get(name)
+            && let Err(e) = set(config, v)
+        {
+            errors.push(format!("{key} (from env {name}): {e}"));
         }
     }
     // The API key's variable depends on the provider, as in the vendors' own SDKs.
@@ -879,10 +879,10 @@ fn resolve_secret_files(config: &mut Config, errors: &mut Vec<String>) {
             *value = Secret::new(s);
         }
     }
-    if !config.database.url_file.is_empty() {
-        if let Some(s) = read("database.url", &config.database.url_file, errors) {
-            config.database.url = DatabaseUrl::new(s);
-        }
+    if !config.database.url_file.is_empty()
+        && let Some(s) = read("database.url", &config.database.url_file, errors)
+    {
+        config.database.url = DatabaseUrl::new(s);
     }
 }
 
@@ -940,14 +940,15 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.webhook.username.is_empty() {
         e.push("webhook.username: must not be empty".into());
     }
-    if let Some(addr) = listen {
-        if !addr.ip().is_loopback() && c.webhook.password.is_empty() {
-            e.push(format!(
-                "webhook.password: required when listening on {addr} (beyond loopback); set \
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && c.webhook.password.is_empty()
+    {
+        e.push(format!(
+            "webhook.password: required when listening on {addr} (beyond loopback); set \
                  WEBHOOK_AUTH_PASSWORD (e.g. WEBHOOK_AUTH_PASSWORD=$(openssl rand -hex 24)) or \
                  [webhook] password_file, or listen on 127.0.0.1"
-            ));
-        }
+        ));
     }
 
     match c.llm.provider.as_str() {
@@ -967,7 +968,7 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.llm.max_iterations == 0 {
         e.push("llm.max_iterations: must be at least 1".into());
     }
-    if !(c.llm.daily_budget_usd >= 0.0) {
+    if c.llm.daily_budget_usd.is_nan() || c.llm.daily_budget_usd < 0.0 {
         e.push(format!(
             "llm.daily_budget_usd: {} is not a non-negative amount",
             c.llm.daily_budget_usd
@@ -1096,12 +1097,12 @@ fn validate_hosts(hosts: &[HostConfig], e: &mut Vec<String>) {
             if n.is_empty() {
                 continue;
             }
-            if let Some(first) = seen.insert(n, i) {
-                if first != i {
-                    e.push(format!(
-                        "{key}: name or alias {n:?} is already used by hosts[{first}]"
-                    ));
-                }
+            if let Some(first) = seen.insert(n, i)
+                && first != i
+            {
+                e.push(format!(
+                    "{key}: name or alias {n:?} is already used by hosts[{first}]"
+                ));
             }
         }
         if h.address.trim().is_empty() {
@@ -1329,7 +1330,8 @@ grafana = ["prometheus", "loki"]
 
     #[test]
     fn every_problem_is_reported_in_one_line_naming_the_key() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 "[server]\nlisten = \"nowhere\"",
                 &[],

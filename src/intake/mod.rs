@@ -93,9 +93,8 @@ impl Intake {
     }
 }
 
-/// Starts the writer and the database watch. The writer ends when every [`Intake`]
-/// clone is dropped, after answering every request it received; the watch ends on
-/// `shutdown`.
+/// Starts the writer and the database watch. On `shutdown` the writer stops taking
+/// new requests, answers every request already queued, and ends; so does the watch.
 pub fn start(
     store: Arc<dyn Store>,
     spool: Spool,
@@ -121,7 +120,7 @@ pub fn start(
         status: status.clone(),
         metrics: metrics.clone(),
     };
-    let writer = tokio::spawn(writer.run(rx));
+    let writer = tokio::spawn(writer.run(rx, shutdown.clone()));
     let watch = tokio::spawn(watch_database(store, status, metrics, shutdown));
     (Intake { tx }, writer, watch)
 }
@@ -140,12 +139,15 @@ fn identity(e: &NewAlertEvent) -> (Fingerprint, AlertStatus, i64) {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>, shutdown: CancellationToken) {
         let mut drain_tick = tokio::time::interval(Duration::from_millis(500));
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
+                // Refuse new submissions (they get a retryable 503) but keep serving
+                // what is already queued: recv() returns None once that is done.
+                _ = shutdown.cancelled(), if !rx.is_closed() => rx.close(),
                 first = rx.recv() => {
                     let Some(first) = first else { break };
                     let mut batch = vec![first];
@@ -388,7 +390,11 @@ async fn watch_database(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(retry) => {}
         }
-        match store.migrate().await {
+        let reachable = match store.migrate().await {
+            Ok(()) => store.ping().await,
+            Err(e) => Err(e),
+        };
+        match reachable {
             Ok(()) => {
                 tracing::info!("Database reachable; replaying any spooled alerts.");
                 status.db_connected.store(true, Ordering::SeqCst);

@@ -45,7 +45,7 @@ pub fn parse_payload(body: &[u8], received_at: i64) -> Result<Vec<NewAlertEvent>
     };
     let top_status = match root.get("status") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(AlertStatus::parse(s).map_err(|e| PayloadError(e))?),
+        Some(Value::String(s)) => Some(AlertStatus::parse(s).map_err(PayloadError)?),
         Some(other) => return err(format!("status must be a string, got {}", type_name(other))),
     };
     let receiver = optional_string(&root, "receiver", "receiver")?;

@@ -64,6 +64,9 @@ pub struct WorkerSettings {
     pub concurrency: u32,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// How long shutdown waits for events being processed before abandoning them
+    /// (they stay claimed-but-unfinished and are picked up again after the restart).
+    pub shutdown_grace: Duration,
 }
 
 /// Claims and processes events until `shutdown`; events being processed are finished
@@ -114,7 +117,15 @@ pub async fn run_worker(
             _ = tokio::time::sleep(settings.poll_interval) => {}
         }
     }
-    while running.join_next().await.is_some() {}
+    let drain = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(settings.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Alert events still in progress at shutdown; they resume after the restart."
+        );
+    }
     tracing::debug!("Worker stopped.");
 }
 

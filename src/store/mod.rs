@@ -181,15 +181,15 @@ impl SqlStore {
     ) -> Result<Self, StoreError> {
         let raw = url.expose();
         let pool = if url.is_sqlite() {
-            if let Some(parent) = sqlite_path(raw).as_deref().and_then(|p| p.parent()) {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        StoreError::Config(format!(
-                            "database.url: cannot create folder {} for the SQLite database ({e})",
-                            parent.display()
-                        ))
-                    })?;
-                }
+            if let Some(parent) = sqlite_path(raw).as_deref().and_then(|p| p.parent())
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Config(format!(
+                        "database.url: cannot create folder {} for the SQLite database ({e})",
+                        parent.display()
+                    ))
+                })?;
             }
             let opts = SqliteConnectOptions::from_str(raw)
                 .map_err(|e| StoreError::Config(format!("database.url {}: {e}", url.redacted())))?
@@ -197,7 +197,8 @@ impl SqlStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a commit is on disk before the webhook is answered.
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(5))
+                // Waiting longer than this for another process's lock counts as "down".
+                .busy_timeout(connect_timeout)
                 .foreign_keys(true);
             Pool::Sqlite(
                 SqlitePoolOptions::new()
@@ -234,7 +235,12 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+        match &self.pool {
+            // SQLite is "down" when it cannot be written (locked by another process,
+            // disk trouble): take the write lock and give it back.
+            Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await?.rollback().await?,
+            Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+        }
         Ok(())
     }
 

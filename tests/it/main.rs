@@ -1,1 +1,8 @@
+//! One integration-test binary (each extra one relinks the whole graph).
 
+mod support;
+
+mod cli;
+mod durability;
+mod store;
+mod webhook;

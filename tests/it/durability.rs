@@ -1,0 +1,277 @@
+//! Nothing accepted is lost: restarts, database outages (PostgreSQL cut off by a
+//! proxy, SQLite locked by another process), and claims that outlive their owner.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jarvis::config::DatabaseUrl;
+use jarvis::domain::alert::AlertState;
+use jarvis::pipeline::{Disposition, Pipeline};
+use jarvis::store::AlertEventRow;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::both_backends;
+use crate::support::proxy::{DbProxy, target_of};
+use crate::support::{Backend, TestApp, TestEnv, eventually, fresh_postgres_url, payload};
+
+/// Names of the stored alerts, sorted.
+async fn stored_names(app: &TestApp) -> Vec<String> {
+    let mut names: Vec<String> = app
+        .alerts("")
+        .await
+        .iter()
+        .map(|a| a["alertname"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+both_backends! {
+    async fn a_restart_keeps_every_alert(b: Backend) {
+        let Some(env) = TestEnv::new(b).await else { return };
+        let app = TestApp::start(env.config()).await;
+        assert_eq!(app.post_webhook(&payload(&["A", "B"])).await.1["accepted"], 2);
+        app.stop().await;
+        let app = TestApp::start(env.config()).await;
+        assert_eq!(stored_names(&app).await, ["A", "B"]);
+        assert_eq!(app.post_webhook(&payload(&["A", "B"])).await.1, json!({"accepted": 0, "duplicates": 2}));
+        app.stop().await;
+    }
+
+    async fn events_in_progress_at_shutdown_resume_after_restart(b: Backend) {
+        let Some(env) = TestEnv::new(b).await else { return };
+        let mut config = env.config();
+        config.server.shutdown_grace_seconds = 1;
+        config.worker.claim_lease_seconds = 1;
+        let stuck = Arc::new(Stuck::default());
+        let app = TestApp::start_with(config.clone(), stuck.clone()).await;
+        app.post_webhook(&payload(&["Slow"])).await;
+        eventually("the worker picks the event up", Duration::from_secs(10), || async {
+            (stuck.started.load(Ordering::SeqCst) > 0).then_some(())
+        })
+        .await;
+        app.stop().await;
+        assert_eq!(app_state_of(&env, "Slow").await, "received", "an unfinished event must not look final");
+
+        let app = TestApp::start(config).await;
+        eventually("the event is processed after the restart", Duration::from_secs(15), || async {
+            let a = app.alerts("&alertname=Slow").await;
+            (a[0]["state"] == "escalated").then_some(())
+        })
+        .await;
+        app.stop().await;
+    }
+}
+
+/// The state of the named alert, read with a fresh app-independent store handle.
+async fn app_state_of(env: &TestEnv, name: &str) -> String {
+    use jarvis::store::{AlertFilter, SqlStore, Store};
+    let store =
+        SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
+    let rows = store
+        .list_alert_events(&AlertFilter {
+            limit: 10,
+            state: None,
+            alertname: Some(name.into()),
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    rows[0].state.clone()
+}
+
+/// A pipeline that never finishes.
+#[derive(Default)]
+struct Stuck {
+    started: AtomicUsize,
+}
+
+#[async_trait]
+impl Pipeline for Stuck {
+    async fn process(&self, _event: &AlertEventRow) -> Disposition {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+/// Counts how often each event is processed.
+#[derive(Default)]
+struct Counting {
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Pipeline for Counting {
+    async fn process(&self, event: &AlertEventRow) -> Disposition {
+        self.seen.lock().unwrap().push(event.id.clone());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Disposition {
+            state: AlertState::Resolved,
+            reason: None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_process_each_event_exactly_once() {
+    let Some(env) = TestEnv::new(Backend::Postgres).await else {
+        return;
+    };
+    let counting = Arc::new(Counting::default());
+    let a = TestApp::start_with(env.config(), counting.clone()).await;
+    let b = TestApp::start_with(env.config(), counting.clone()).await;
+    let names: Vec<String> = (0..200).map(|i| format!("R{i}")).collect();
+    for (i, chunk) in names.chunks(20).enumerate() {
+        let body = payload(&chunk.iter().map(String::as_str).collect::<Vec<_>>());
+        // Alternate replicas, as HA Alertmanager pairs would.
+        let target = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(target.post_webhook(&body).await.0, StatusCode::OK);
+    }
+    eventually("all 200 processed", Duration::from_secs(30), || async {
+        (a.alerts("&state=resolved").await.len() == 200).then_some(())
+    })
+    .await;
+    let seen = counting.seen.lock().unwrap().clone();
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), unique.len()),
+        (200, 200),
+        "an event was processed twice"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_spools_then_drains_in_order_with_nothing_lost() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let proxy = DbProxy::start(target_of(&url).await, true).await;
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap(); // for its temp dir
+    let mut config = env.config();
+    config.database.url = DatabaseUrl::new(proxy.rewrite(&url));
+    let app = TestApp::start(config).await;
+
+    assert_eq!(
+        app.post_webhook(&payload(&["Before"])).await.1,
+        json!({"accepted": 1, "duplicates": 0})
+    );
+    proxy.set_up(false);
+    let (status, v) = app.post_webhook(&payload(&["During1", "During2"])).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"accepted": 2, "duplicates": 0, "spooled": true}));
+    let (status, v) = app.post_webhook(&payload(&["During3"])).await;
+    assert_eq!(
+        (status, v["spooled"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let h = app.health().await;
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(h["database_connected"], false);
+    assert_eq!(h["spooled_alerts"], 3);
+    let m = app.metrics().await;
+    assert!(
+        m.contains("jarvis_spooled_alerts 3") && m.contains("jarvis_database_connected 0"),
+        "{m}"
+    );
+    let (status, v) = app.get("/alerts").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "reads fail plainly while the database is down: {v}"
+    );
+
+    proxy.set_up(true);
+    eventually("the spool drains", Duration::from_secs(30), || async {
+        let h = app.health().await;
+        (h["status"] == "healthy" && h["spooled_alerts"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stored_names(&app).await,
+        ["Before", "During1", "During2", "During3"]
+    );
+    // Spooled alerts keep their place in arrival order.
+    let ordered: Vec<String> = app
+        .alerts("")
+        .await
+        .iter()
+        .rev()
+        .map(|a| a["alertname"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ordered, ["Before", "During1", "During2", "During3"]);
+    // Replayed events are known: a retry of them is a duplicate.
+    assert_eq!(
+        app.post_webhook(&payload(&["During1"])).await.1,
+        json!({"accepted": 0, "duplicates": 1})
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_at_start_serves_degraded_and_migrates_when_it_returns() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let proxy = DbProxy::start(target_of(&url).await, false).await;
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let mut config = env.config();
+    config.database.url = DatabaseUrl::new(proxy.rewrite(&url));
+    let app = TestApp::start(config).await;
+    assert_eq!(app.health().await["status"], "degraded");
+    let (status, v) = app.post_webhook(&payload(&["EarlyBird"])).await;
+    assert_eq!(
+        (status, v["spooled"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    proxy.set_up(true);
+    eventually("migrated and drained", Duration::from_secs(30), || async {
+        let h = app.health().await;
+        (h["status"] == "healthy" && h["spooled_alerts"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(stored_names(&app).await, ["EarlyBird"]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_spools_then_drains() {
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::start(env.config()).await;
+    assert_eq!(
+        app.post_webhook(&payload(&["Before"])).await.1["accepted"],
+        1
+    );
+
+    // Another process (a backup tool, an sqlite3 shell) holds the write lock.
+    let path = env.db_url.trim_start_matches("sqlite://").to_owned();
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let (status, v) = app.post_webhook(&payload(&["Locked"])).await;
+    assert_eq!(
+        (status, v["spooled"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    assert_eq!(app.health().await["status"], "degraded");
+
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+    eventually("the spool drains", Duration::from_secs(30), || async {
+        let h = app.health().await;
+        (h["status"] == "healthy" && h["spooled_alerts"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(stored_names(&app).await, ["Before", "Locked"]);
+    app.stop().await;
+}
