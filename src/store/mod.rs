@@ -133,6 +133,26 @@ enum Pool {
 /// The SQL [`Store`] for both backends.
 pub struct SqlStore {
     pool: Pool,
+    /// SQLite only: one connection with `synchronous=FULL` for intake commits, so a
+    /// webhook is answered only once its alerts are on disk. Its fsync of the WAL also
+    /// persists every earlier commit of the other connections, which can therefore
+    /// run with `synchronous=NORMAL` (a worker's state change lost to a power cut is
+    /// redone after the restart). It never checkpoints, keeping that work off the
+    /// intake path.
+    durable: Option<SqlitePool>,
+    /// SQLite only: writes take turns in-process instead of meeting SQLite's busy
+    /// handler, which sleeps up to 100 ms between retries and made intake latency spiky.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+/// Like `on_pool!`, but on SQLite uses the durable (synchronous=FULL) connection.
+macro_rules! on_durable_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match (&$self.pool, &$self.durable) {
+            (Pool::Sqlite(_), Some($pool)) | (Pool::Sqlite($pool), None) => $body,
+            (Pool::Postgres($pool), _) => $body,
+        }
+    };
 }
 
 /// Runs the same body against whichever pool this store holds. The body is compiled
@@ -180,6 +200,7 @@ impl SqlStore {
         connect_timeout: Duration,
     ) -> Result<Self, StoreError> {
         let raw = url.expose();
+        let mut durable = None;
         let pool = if url.is_sqlite() {
             if let Some(parent) = sqlite_path(raw).as_deref().and_then(|p| p.parent())
                 && !parent.as_os_str().is_empty()
@@ -195,11 +216,20 @@ impl SqlStore {
                 .map_err(|e| StoreError::Config(format!("database.url {}: {e}", url.redacted())))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a commit is on disk before the webhook is answered.
-                .synchronous(SqliteSynchronous::Full)
+                .synchronous(SqliteSynchronous::Normal)
                 // Waiting longer than this for another process's lock counts as "down".
                 .busy_timeout(connect_timeout)
                 .foreign_keys(true);
+            let durable_opts = opts
+                .clone()
+                .synchronous(SqliteSynchronous::Full)
+                .pragma("wal_autocheckpoint", "0");
+            durable = Some(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(connect_timeout)
+                    .connect_lazy_with(durable_opts),
+            );
             Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(max_connections.clamp(1, 4))
@@ -221,7 +251,19 @@ impl SqlStore {
                 url.redacted()
             )));
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            durable,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Holds SQLite's in-process write turn; nothing on PostgreSQL.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.write_lock.lock().await),
+            Pool::Postgres(_) => None,
+        }
     }
 }
 
@@ -238,7 +280,10 @@ impl Store for SqlStore {
         match &self.pool {
             // SQLite is "down" when it cannot be written (locked by another process,
             // disk trouble): take the write lock and give it back.
-            Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await?.rollback().await?,
+            Pool::Sqlite(p) => {
+                let _turn = self.write_turn().await;
+                p.begin_with("BEGIN IMMEDIATE").await?.rollback().await?
+            }
             Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
         }
         Ok(())
@@ -246,13 +291,15 @@ impl Store for SqlStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = migrations::migrator(self.backend());
+        let _turn = self.write_turn().await;
         on_pool!(self, p => migrator.run(p).await?);
         Ok(())
     }
 
     async fn insert_alert_events(&self, events: &[NewAlertEvent]) -> Result<Vec<bool>, StoreError> {
         let mut inserted_ids = std::collections::HashSet::with_capacity(events.len());
-        on_pool!(self, p => {
+        let _turn = self.write_turn().await;
+        on_durable_pool!(self, p => {
             let mut tx = p.begin().await?;
             for chunk in events.chunks(INSERT_CHUNK) {
                 let mut qb = QueryBuilder::new(format!("INSERT INTO alert_events ({EVENT_COLUMNS}) "));
@@ -323,6 +370,7 @@ impl Store for SqlStore {
                AND state = 'received' AND (claimed_by IS NULL OR claim_expires_at < $3) \
              RETURNING {EVENT_COLUMNS}"
         );
+        let _turn = self.write_turn().await;
         let mut rows = on_pool!(self, p => {
             sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
@@ -344,6 +392,7 @@ impl Store for SqlStore {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let affected = on_pool!(self, p => {
             sqlx::query(
                 "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
@@ -362,6 +411,7 @@ impl Store for SqlStore {
     }
 
     async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let n = on_pool!(self, p => {
             sqlx::query("UPDATE alert_events SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by IS NOT NULL")
                 .execute(p)
@@ -395,6 +445,9 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        if let Some(d) = &self.durable {
+            d.close().await;
+        }
         on_pool!(self, p => p.close().await);
     }
 }

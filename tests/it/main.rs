@@ -2,6 +2,8 @@
 
 mod support;
 
+mod real_alertmanager;
+
 mod cli;
 mod durability;
 mod store;

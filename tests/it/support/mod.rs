@@ -2,6 +2,7 @@
 //! file or a fresh PostgreSQL database, typed helpers for its API, and a TCP proxy
 //! that can cut the database off to simulate an outage.
 
+pub mod alertmanager;
 pub mod proxy;
 
 use std::net::SocketAddr;
