@@ -30,17 +30,35 @@ fn main() {
         .unwrap_or(5);
     jarvis::install_crypto_provider();
     // Server and load generator get separate runtimes; they share the machine's cores.
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
 
-    println!("# Jarvis webhook intake, SQLite, {} cores, {seconds} s per run", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("| payload | concurrency | requests/s | alerts/s | p50 ms | p99 ms | stored = accepted |");
+    println!(
+        "# Jarvis webhook intake, SQLite, {} cores, {seconds} s per run",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "| payload | concurrency | requests/s | alerts/s | p50 ms | p99 ms | stored = accepted |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for alerts_per_payload in [1usize, 20] {
         for concurrency in [1usize, 8, 32, 64] {
             let dir = tempfile::tempdir().unwrap();
             let (addr, db_url, stop) = server_rt.block_on(start(&dir));
-            let r = client_rt.block_on(closed_loop(addr, alerts_per_payload, concurrency, Duration::from_secs(seconds)));
+            let r = client_rt.block_on(closed_loop(
+                addr,
+                alerts_per_payload,
+                concurrency,
+                Duration::from_secs(seconds),
+            ));
             let stored = server_rt.block_on(count(&db_url));
             let _ = stop.send(());
             println!(
@@ -56,7 +74,9 @@ fn main() {
     }
 
     println!();
-    println!("| fixed rate | sent | p50 ms | p90 ms | p99 ms | max ms | errors | stored = accepted |");
+    println!(
+        "| fixed rate | sent | p50 ms | p90 ms | p99 ms | max ms | errors | stored = accepted |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let dir = tempfile::tempdir().unwrap();
     let (addr, db_url, stop) = server_rt.block_on(start(&dir));
@@ -76,7 +96,13 @@ fn main() {
     );
 }
 
-async fn start(dir: &tempfile::TempDir) -> (std::net::SocketAddr, String, tokio::sync::oneshot::Sender<()>) {
+async fn start(
+    dir: &tempfile::TempDir,
+) -> (
+    std::net::SocketAddr,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".into();
     let db_url = format!("sqlite://{}/jarvis.db", dir.path().display());
@@ -94,7 +120,14 @@ async fn start(dir: &tempfile::TempDir) -> (std::net::SocketAddr, String, tokio:
 
 async fn count(db_url: &str) -> u64 {
     let store = SqlStore::open_url(&DatabaseUrl::new(db_url), 2, Duration::from_secs(5)).unwrap();
-    let rows = store.list_alert_events(&AlertFilter { limit: u32::MAX, state: None, alertname: None }).await.unwrap();
+    let rows = store
+        .list_alert_events(&AlertFilter {
+            limit: u32::MAX,
+            state: None,
+            alertname: None,
+        })
+        .await
+        .unwrap();
     store.close().await;
     rows.len() as u64
 }
@@ -111,7 +144,10 @@ fn unique_payload(n: usize) -> String {
             )
         })
         .collect();
-    format!(r#"{{"receiver":"jarvis","status":"firing","version":"4","groupKey":"{{}}:{{alertname=\"Bench\"}}","alerts":[{}]}}"#, alerts.join(","))
+    format!(
+        r#"{{"receiver":"jarvis","status":"firing","version":"4","groupKey":"{{}}:{{alertname=\"Bench\"}}","alerts":[{}]}}"#,
+        alerts.join(",")
+    )
 }
 
 struct Run {
@@ -133,7 +169,11 @@ impl Run {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(10)).build().unwrap()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: String) -> bool {
@@ -150,7 +190,12 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> bool {
     }
 }
 
-async fn closed_loop(addr: std::net::SocketAddr, per_payload: usize, concurrency: usize, duration: Duration) -> Run {
+async fn closed_loop(
+    addr: std::net::SocketAddr,
+    per_payload: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> Run {
     let url = Arc::new(format!("http://{addr}/webhook"));
     let client = client();
     let deadline = Instant::now() + duration;
@@ -173,7 +218,13 @@ async fn closed_loop(addr: std::net::SocketAddr, per_payload: usize, concurrency
             (ok, err, lat)
         }));
     }
-    let mut run = Run { requests: 0, alerts: 0, errors: 0, elapsed: 0.0, latencies_ms: Vec::new() };
+    let mut run = Run {
+        requests: 0,
+        alerts: 0,
+        errors: 0,
+        elapsed: 0.0,
+        latencies_ms: Vec::new(),
+    };
     for t in tasks {
         let (ok, err, lat) = t.await.unwrap();
         run.requests += ok;
@@ -202,7 +253,13 @@ async fn open_loop(addr: std::net::SocketAddr, rate: u64, duration: Duration) ->
             (ok, scheduled.elapsed().as_secs_f64() * 1000.0)
         }));
     }
-    let mut run = Run { requests: 0, alerts: 0, errors: 0, elapsed: 0.0, latencies_ms: Vec::new() };
+    let mut run = Run {
+        requests: 0,
+        alerts: 0,
+        errors: 0,
+        elapsed: 0.0,
+        latencies_ms: Vec::new(),
+    };
     for t in tasks {
         let (ok, ms) = t.await.unwrap();
         if ok {

@@ -15,19 +15,25 @@ pub struct Alertmanager {
 }
 
 fn binary() -> Option<&'static str> {
-    ["prometheus-alertmanager", "alertmanager"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
 }
 
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Alertmanager {
@@ -35,8 +41,13 @@ impl Alertmanager {
     /// auth. `None` (with a note) when it is not installed, except under CI.
     pub fn start(webhook_url: &str, user: &str, password: &str) -> Option<Self> {
         let Some(bin) = binary() else {
-            assert!(!in_ci(), "prometheus-alertmanager is not installed; .ci/run installs it");
-            eprintln!("skipping: prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)");
+            assert!(
+                !in_ci(),
+                "prometheus-alertmanager is not installed; .ci/run installs it"
+            );
+            eprintln!(
+                "skipping: prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -53,11 +64,16 @@ impl Alertmanager {
         let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("alertmanager.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("alertmanager.log")).unwrap(),
+            ))
             .spawn()
             .expect("start alertmanager");
         let am = Self {
@@ -66,8 +82,15 @@ impl Alertmanager {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::blocking::get(format!("{}/-/ready", am.url)).map(|r| r.status().is_success()).ok() != Some(true) {
-            assert!(Instant::now() < deadline, "alertmanager did not become ready");
+        while reqwest::blocking::get(format!("{}/-/ready", am.url))
+            .map(|r| r.status().is_success())
+            .ok()
+            != Some(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(am)
