@@ -5,8 +5,9 @@
 //!   1. throughput: alerts/s with 1-alert and 20-alert payloads at several
 //!      concurrencies (every alert new, so every one is a durable insert);
 //!   2. latency at a fixed 1,000 requests/s (open loop: latency is measured from the
-//!      scheduled send time, so a stall is not hidden by the sender waiting);
-//! and after each run checks that every accepted alert is in the database.
+//!      scheduled send time, so a stall is not hidden by the sender waiting).
+//!
+//! After each run it checks that every accepted alert is in the database.
 //!
 //!     cargo bench --bench intake [-- --seconds 5]
 
