@@ -49,6 +49,24 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the safety verdict Jarvis would give COMMAND on a host from a source.
+    CheckCommand {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Host the command would run on (a configured name or alias).
+        #[arg(long)]
+        host: Option<String>,
+        /// Who proposes it: operator, learned, llm (the strictest) or manual.
+        #[arg(long, default_value = "llm")]
+        source: String,
+        /// Print one JSON object: {"verdict", "reason", "rule"}.
+        #[arg(long)]
+        json: bool,
+        /// The command, after `--`. One argument is taken as shell text as is; several
+        /// are quoted so they mean the same words.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Post a well-formed Alertmanager v4 payload, for trying an installation.
     SendTestAlert(crate::testalert::SendTestAlert),
     /// Version, git commit and enabled features.
@@ -148,6 +166,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::CheckCommand {
+            config,
+            host,
+            source,
+            json,
+            command,
+        } => {
+            let loaded = match load_config(config.as_deref(), None) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            check_command(&loaded.config, host.as_deref(), &source, json, &command)
+        }
         Command::SendTestAlert(args) => args.run().await,
         Command::Version => {
             let v = crate::version_info();
@@ -170,6 +201,57 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn check_command(
+    config: &config::Config,
+    host: Option<&str>,
+    source: &str,
+    json: bool,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
+    use crate::safety::{self, Context, Policy, Source};
+    let source = match Source::parse(source) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --source: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let host_name = match host {
+        None => None,
+        Some(h) => match config
+            .hosts
+            .iter()
+            .find(|c| c.name == h || c.aliases.iter().any(|a| a == h))
+        {
+            Some(c) => Some(c.name.clone()),
+            None => {
+                let known: Vec<&str> = config.hosts.iter().map(|c| c.name.as_str()).collect();
+                eprintln!(
+                    "error: --host: unknown host {h:?}; configured hosts: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let policy = Policy::for_config(config).map_err(anyhow::Error::msg)?;
+    let text = safety::quote_argv(command);
+    let j = safety::judge(&text, &Context::new(host_name.as_deref(), source), &policy);
+    if json {
+        println!("{}", serde_json::to_string(&j)?);
+    } else {
+        println!(
+            "verdict: {}\nrule: {}\nreason: {}",
+            j.verdict, j.rule, j.reason
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Registers SIGINT and SIGTERM handlers now; the returned future completes on either.

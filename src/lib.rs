@@ -12,6 +12,7 @@ pub mod intake;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod safety;
 pub mod store;
 pub mod testalert;
 pub mod web;
