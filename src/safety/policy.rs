@@ -62,6 +62,8 @@ pub struct Rule {
     #[serde(default)]
     pub no_args: bool,
     #[serde(default)]
+    pub max_args: Option<usize>,
+    #[serde(default)]
     pub hosts: Vec<String>,
 }
 
@@ -263,6 +265,9 @@ impl Rule {
         if self.no_args && !inv.positional.is_empty() {
             return false;
         }
+        if self.max_args.is_some_and(|m| inv.positional.len() > m) {
+            return false;
+        }
         let consumed = if self.positional.is_empty() {
             0
         } else {
@@ -363,6 +368,7 @@ fn has_flag(inv: &Invocation<'_>, spec: &str) -> bool {
         };
         let named = word_name == name
             || (name.len() == 2
+                && name.starts_with('-')
                 && !name.starts_with("--")
                 && word.starts_with('-')
                 && !word.starts_with("--")

@@ -339,6 +339,8 @@ impl Walker<'_> {
                         out.push_str(c);
                     }
                 }
+                // `~` is the home folder: known enough to judge paths under it.
+                WordPiece::TildeExpansion(brush_parser::word::TildeExpr::Home) => out.push('~'),
                 WordPiece::TildeExpansion(_) => {
                     out.push('~');
                     known = false;
@@ -593,7 +595,7 @@ impl Walker<'_> {
             );
             return;
         };
-        if name.contains(['*', '?', '[']) {
+        if name != "[" && name.contains(['*', '?', '[']) {
             self.block(
                 "dynamic-command",
                 format!("the program name {name:?} is a glob"),
@@ -1087,6 +1089,33 @@ impl Walker<'_> {
             return true;
         }
         match program {
+            "export" | "declare" | "typeset" | "readonly" | "local" => {
+                for a in args.iter() {
+                    match a.as_deref() {
+                        Some(a) => {
+                            let name = a.split('=').next().unwrap_or("");
+                            if DANGEROUS_VARS.contains(&name) || name.starts_with("LD_") {
+                                self.block(
+                                    "dangerous-variable",
+                                    format!(
+                                        "setting {name} changes what programs run or hides history"
+                                    ),
+                                );
+                                return true;
+                            }
+                        }
+                        None => {
+                            self.block(
+                                "dynamic-command",
+                                format!("{program} of names only known at run time"),
+                            );
+                            return true;
+                        }
+                    }
+                }
+                self.record(Verdict::Diagnostic, "assignment", "sets shell variables");
+                true
+            }
             "eval" => {
                 if args.iter().any(|a| a.is_none()) {
                     self.block("dynamic-command", "eval of text only known at run time");
@@ -1375,11 +1404,15 @@ impl Walker<'_> {
                     i = end + 1;
                 }
                 Some("-delete") => {
-                    // Deletes what it finds under the start paths: judge as `rm -r PATHS`.
+                    // Deletes what it finds under the start paths: judge as `rm -r` of
+                    // something under each of them.
                     let paths: Vec<Arg> = args
                         .iter()
                         .take_while(|a| a.as_deref().is_none_or(|a| !a.starts_with('-')))
-                        .cloned()
+                        .map(|a| {
+                            a.as_ref()
+                                .map(|p| format!("{}/found-by-find", p.trim_end_matches('/')))
+                        })
                         .collect();
                     let mut rm = vec![Some("rm".to_owned()), Some("-r".to_owned())];
                     if paths.is_empty() {
