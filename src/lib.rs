@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod exec;
 pub mod intake;
 pub mod logging;
 pub mod metrics;

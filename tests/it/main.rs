@@ -6,5 +6,6 @@ mod real_alertmanager;
 
 mod cli;
 mod durability;
+mod ssh;
 mod store;
 mod webhook;

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod proxy;
+pub mod sshd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,25 @@
+//! Parse + judge arbitrary text: must never panic, and for the strictest source an
+//! input that the gate cannot read must never come out `allowed`.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use jarvis::safety::{self, Context, Policy, Source, Verdict};
+use libfuzzer_sys::fuzz_target;
+
+static POLICY: OnceLock<Policy> = OnceLock::new();
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let policy = POLICY.get_or_init(Policy::built_in);
+    let j = safety::judge(text, &Context::new(Some("nexus"), Source::Llm), policy);
+    assert!(!j.rule.is_empty() && !j.reason.is_empty());
+    if j.rule == "unparseable" {
+        assert_eq!(j.verdict, Verdict::Blocked);
+    }
+    // Wrapping in sudo never weakens the verdict.
+    let wrapped = safety::judge(&format!("sudo {text}"), &Context::new(Some("nexus"), Source::Llm), policy);
+    if !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
+        assert!(wrapped.verdict >= j.verdict || wrapped.rule == "unparseable", "{text:?}: {j:?} vs sudo: {wrapped:?}");
+    }
+});
