@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::exec::monitor::{self, HostMonitor};
+use crate::exec::ssh::SshExecutor;
 use crate::intake::auth::Credentials;
 use crate::intake::spool::Spool;
 use crate::intake::{self, StorageStatus};
@@ -90,6 +92,27 @@ impl Application {
             cancel.clone(),
         );
 
+        let executor = Arc::new(
+            SshExecutor::new(&config.hosts, config.tofu_known_hosts())
+                .map_err(|e| anyhow::anyhow!("{e} (check [[hosts]] with `jarvis check-config`)"))?,
+        );
+        let host_names: Vec<String> = config.hosts.iter().map(|h| h.name.clone()).collect();
+        let monitor = Arc::new(HostMonitor::new(
+            &host_names,
+            metrics.clone(),
+            store.clone(),
+        ));
+        for h in config.hosts.iter().filter(|h| h.is_local()) {
+            monitor.observe(&h.name, Ok(())).await;
+        }
+        let probes = tokio::spawn(monitor::run_probes(
+            monitor.clone(),
+            executor.clone(),
+            cancel.clone(),
+            Duration::from_secs(config.monitor.online_probe_seconds),
+            Duration::from_secs(config.monitor.offline_probe_seconds),
+        ));
+
         let worker = tokio::spawn(pipeline::run_worker(
             store.clone(),
             pipeline,
@@ -119,11 +142,13 @@ impl Application {
             intake,
             storage,
             metrics,
+            hosts: monitor,
+            executor,
         };
         Ok(Self {
             listener,
             state,
-            tasks: vec![watch, worker],
+            tasks: vec![watch, worker, probes],
             writer,
             cancel,
             grace,

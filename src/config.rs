@@ -116,6 +116,41 @@ pub struct Config {
     pub runbooks: RunbooksConfig,
     pub rules: RulesConfig,
     pub worker: WorkerConfig,
+    pub monitor: MonitorConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Seconds between probes of an offline host.
+    pub offline_probe_seconds: u64,
+    /// Seconds between probes of an online host (outages are found before an alert needs it).
+    pub online_probe_seconds: u64,
+    /// Where keys learned by trust_on_first_use are recorded (default: beside the spool).
+    pub tofu_known_hosts: String,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            offline_probe_seconds: 300,
+            online_probe_seconds: 60,
+            tofu_known_hosts: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The file trust-on-first-use keys are recorded in.
+    pub fn tofu_known_hosts(&self) -> PathBuf {
+        if !self.monitor.tofu_known_hosts.is_empty() {
+            return PathBuf::from(&self.monitor.tofu_known_hosts);
+        }
+        Path::new(&self.database.spool_dir)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("known_hosts")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1079,6 +1114,12 @@ pub fn validate(c: &Config) -> Vec<String> {
     }
     if c.worker.claim_lease_seconds == 0 {
         e.push("worker.claim_lease_seconds: must be at least 1".into());
+    }
+    if c.monitor.online_probe_seconds == 0 {
+        e.push("monitor.online_probe_seconds: must be at least 1".into());
+    }
+    if c.monitor.offline_probe_seconds == 0 {
+        e.push("monitor.offline_probe_seconds: must be at least 1".into());
     }
     if c.worker.poll_interval_ms == 0 {
         e.push("worker.poll_interval_ms: must be at least 1".into());

@@ -37,6 +37,12 @@ pub enum WebhookOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabel {
+    /// A configured host name: bounded by the configuration.
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: WebhookOutcome,
 }
@@ -48,6 +54,7 @@ pub struct Metrics {
     webhook_requests: Family<OutcomeLabel, Counter>,
     database_connected: Gauge,
     spooled_alerts: Gauge,
+    host_up: Family<HostLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -89,7 +96,14 @@ impl Metrics {
             "Alert events in the local spool waiting for the database",
             spooled_alerts.clone(),
         );
+        let host_up = Family::<HostLabel, Gauge>::default();
+        registry.register(
+            "host_up",
+            "1 when the host answers over SSH, 0 when offline",
+            host_up.clone(),
+        );
         Self {
+            host_up,
             registry,
             alerts_received,
             alerts_duplicate,
@@ -128,6 +142,14 @@ impl Metrics {
     pub fn set_spooled_alerts(&self, n: u64) {
         self.spooled_alerts
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_host_up(&self, host: &str, up: bool) {
+        self.host_up
+            .get_or_create(&HostLabel {
+                host: host.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     /// The text exposition format.

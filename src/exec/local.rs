@@ -66,11 +66,18 @@ pub async fn run(command: &str, limit: Duration) -> Result<CommandOutput, ExecEr
             })
         }
         Err(_) => {
-            if let Some(pid) = child.id() {
-                // The negative pid signals the whole group, so children die too.
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &format!("-{pid}")])
-                    .status();
+            if let Some(pgid) = child
+                .id()
+                .and_then(|p| libc::pid_t::try_from(p).ok())
+                .filter(|p| *p > 1)
+            {
+                // The child leads its own process group (process_group(0)), so this
+                // stops everything it started. killpg takes the group id itself,
+                // leaving no negative-pid command line to misread as "every process".
+                // SAFETY: killpg only sends a signal, to a group id this function created.
+                unsafe {
+                    libc::killpg(pgid, libc::SIGKILL);
+                }
             }
             let _ = child.kill().await;
             Ok(CommandOutput {

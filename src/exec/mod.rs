@@ -7,6 +7,7 @@
 //! output, and retrying only when nothing can have run yet.
 
 pub mod local;
+pub mod monitor;
 pub mod ssh;
 
 use std::time::Duration;

@@ -192,6 +192,11 @@ impl SshExecutor {
         })
     }
 
+    /// True for hosts this executor does not handle (address `local`).
+    pub fn is_local(&self, host: &str) -> bool {
+        !self.hosts.contains_key(host)
+    }
+
     /// Checks that a host can be reached and authenticated (the host monitor's probe).
     pub async fn probe(&self, host: &str) -> Result<(), ExecError> {
         let slot = self

@@ -28,7 +28,10 @@ macro_rules! migration {
     };
 }
 
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_alert_events")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_alert_events"),
+    migration!(2, "0002_host_status_log"),
+];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {
     Migrator::with_migrations(

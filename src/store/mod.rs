@@ -118,6 +118,14 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError>;
+    /// Appends a host availability change to host_status_log.
+    async fn insert_host_status(
+        &self,
+        host: &str,
+        status: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
     /// Releases every claim (single-process SQLite after a restart: the old owner is gone).
     async fn release_all_claims(&self) -> Result<u64, StoreError>;
     /// Tables and their columns, for checking both backends have the same schema.
@@ -408,6 +416,28 @@ impl Store for SqlStore {
             .rows_affected()
         });
         Ok(affected == 1)
+    }
+
+    async fn insert_host_status(
+        &self,
+        host: &str,
+        status: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, p => {
+            sqlx::query("INSERT INTO host_status_log (id, host, status, reason, changed_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(crate::domain::ids::new_id())
+                .bind(host)
+                .bind(status)
+                .bind(reason)
+                .bind(at)
+                .execute(p)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
     }
 
     async fn release_all_claims(&self) -> Result<u64, StoreError> {

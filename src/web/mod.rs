@@ -32,6 +32,8 @@ pub struct AppState {
     pub storage: Arc<StorageStatus>,
     pub metrics: Arc<Metrics>,
     pub credentials: Arc<Credentials>,
+    pub hosts: Arc<crate::exec::monitor::HostMonitor>,
+    pub executor: Arc<crate::exec::ssh::SshExecutor>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         // The original Jarvis's path, kept so existing Alertmanager configs work.
         .route("/webhook/alertmanager", post(webhook))
         .route("/alerts", get(list_alerts))
+        .route("/hosts", get(list_hosts))
         .fallback(not_found)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -320,4 +323,29 @@ async fn list_alerts(
     let rows = s.store.list_alert_events(&filter).await?;
     let alerts: Vec<Value> = rows.into_iter().map(alert_json).collect();
     Ok(Json(json!({"count": alerts.len(), "alerts": alerts})))
+}
+
+async fn list_hosts(_auth: RequireAuth, State(s): State<AppState>) -> Json<Value> {
+    let health = s.hosts.snapshot();
+    let hosts: Vec<Value> = s
+        .config
+        .hosts
+        .iter()
+        .map(|h| {
+            let st = health.get(&h.name);
+            json!({
+                "name": h.name,
+                "address": h.address,
+                "port": h.port,
+                "user": h.user,
+                "aliases": h.aliases,
+                "status": st.map_or("checking", |x| x.status.as_str()),
+                "consecutive_failures": st.map_or(0, |x| x.consecutive_failures),
+                "last_change": st.map(|x| crate::domain::time::rfc3339(x.last_change)),
+                "last_error": st.and_then(|x| x.last_error.clone()),
+                "host_key_verification": if h.is_local() { "local" } else if !h.host_key.is_empty() { "pinned" } else if h.trust_on_first_use { "trust_on_first_use" } else { "known_hosts" },
+            })
+        })
+        .collect();
+    Json(json!({"count": hosts.len(), "hosts": hosts}))
 }

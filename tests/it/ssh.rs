@@ -225,3 +225,85 @@ async fn unknown_hosts_and_bad_keys_are_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot load key_file"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_monitor_marks_a_host_offline_after_three_failures_and_online_again() {
+    use crate::support::{Backend, TestApp, TestEnv, eventually};
+    let Some(mut sshd) = Sshd::start() else {
+        return;
+    };
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let mut config = env.config();
+    config.hosts = vec![sshd.host("box")];
+    config.monitor.online_probe_seconds = 1;
+    config.monitor.offline_probe_seconds = 1;
+    let app = TestApp::start(config).await;
+    let status = |app: &TestApp| {
+        let app_url = app.url("/hosts");
+        let client = app.client.clone();
+        async move {
+            let v: serde_json::Value = client
+                .get(app_url)
+                .basic_auth(crate::support::USER, Some(crate::support::PASSWORD))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["hosts"][0].clone()
+        }
+    };
+    eventually("online", Duration::from_secs(20), || async {
+        (status(&app).await["status"] == "online").then_some(())
+    })
+    .await;
+    let h = status(&app).await;
+    assert_eq!(
+        (h["name"].as_str(), h["host_key_verification"].as_str()),
+        (Some("box"), Some("pinned"))
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("jarvis_host_up{host=\"box\"} 1")
+    );
+
+    sshd.stop();
+    let h = eventually("offline", Duration::from_secs(60), || async {
+        let h = status(&app).await;
+        (h["status"] == "offline").then_some(h)
+    })
+    .await;
+    assert_eq!(h["consecutive_failures"], 3);
+    assert!(
+        h["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to box"),
+        "{h}"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("jarvis_host_up{host=\"box\"} 0")
+    );
+
+    sshd.restart();
+    eventually("back online", Duration::from_secs(30), || async {
+        (status(&app).await["status"] == "online").then_some(())
+    })
+    .await;
+    app.stop().await;
+
+    // Every change was logged.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&env.db_url).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT host, status FROM host_status_log ORDER BY changed_at, id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let statuses: Vec<&str> = rows.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(statuses, ["online", "offline", "online"]);
+}
