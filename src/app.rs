@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::exec::monitor::{self, HostMonitor};
+use crate::exec::runner::CommandRunner;
 use crate::exec::ssh::SshExecutor;
 use crate::intake::auth::Credentials;
 use crate::intake::spool::Spool;
@@ -113,6 +114,12 @@ impl Application {
             Duration::from_secs(config.monitor.offline_probe_seconds),
         ));
 
+        let runner = Arc::new(
+            CommandRunner::new(&config, executor.clone(), store.clone(), monitor.clone())
+                .map_err(|e| anyhow::anyhow!("safety policy: {e}"))?,
+        );
+        let expiry = tokio::spawn(expire_approvals(runner.clone(), cancel.clone()));
+
         let worker = tokio::spawn(pipeline::run_worker(
             store.clone(),
             pipeline,
@@ -143,12 +150,12 @@ impl Application {
             storage,
             metrics,
             hosts: monitor,
-            executor,
+            runner,
         };
         Ok(Self {
             listener,
             state,
-            tasks: vec![watch, worker, probes],
+            tasks: vec![watch, worker, probes, expiry],
             writer,
             cancel,
             grace,
@@ -204,6 +211,19 @@ impl Application {
         store.close().await;
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// Expires undecided approvals (they never run) every 30 seconds.
+async fn expire_approvals(runner: Arc<CommandRunner>, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = runner.expire_overdue().await {
+            tracing::debug!(error = %e, "Cannot expire approvals yet.");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
     }
 }
 

@@ -382,6 +382,8 @@ pub struct SafetyConfig {
     /// approval | allow | block
     pub llm_unknown_commands: String,
     pub rate_limit_per_minute: u32,
+    /// Seconds an approval waits for a decision before it expires (and never runs).
+    pub approval_ttl_seconds: u64,
     pub rules: Vec<SafetyRuleConfig>,
 }
 
@@ -390,6 +392,7 @@ impl Default for SafetyConfig {
         Self {
             llm_unknown_commands: "approval".into(),
             rate_limit_per_minute: 60,
+            approval_ttl_seconds: 3600,
             rules: Vec::new(),
         }
     }
@@ -1061,6 +1064,9 @@ pub fn validate(c: &Config) -> Vec<String> {
         other => e.push(format!(
             "safety.llm_unknown_commands: {other:?} is not one of approval, allow, block"
         )),
+    }
+    if c.safety.approval_ttl_seconds == 0 {
+        e.push("safety.approval_ttl_seconds: must be at least 1".into());
     }
     if c.safety.rate_limit_per_minute == 0 {
         e.push("safety.rate_limit_per_minute: must be at least 1".into());

@@ -8,6 +8,7 @@
 
 pub mod local;
 pub mod monitor;
+pub mod runner;
 pub mod ssh;
 
 use std::time::Duration;

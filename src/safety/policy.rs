@@ -49,6 +49,9 @@ pub struct Rule {
     pub positional: Vec<String>,
     #[serde(default)]
     pub positional_any: Vec<String>,
+    /// Leading arguments in order, options included (how `[[safety.rules]] args` read).
+    #[serde(default)]
+    pub args: Vec<String>,
     #[serde(default)]
     pub any_flag: Vec<String>,
     #[serde(default)]
@@ -107,7 +110,7 @@ impl Policy {
                 verdict,
                 reason: format!("configured rule safety.rules[{i}]"),
                 programs: vec![r.command.clone()],
-                positional: r.args.clone(),
+                args: r.args.clone(),
                 hosts: r.hosts.clone(),
                 ..Rule::default()
             });
@@ -153,6 +156,8 @@ pub struct Invocation<'a> {
     /// an option known to take one.
     pub flags: Vec<(&'a str, Option<Option<&'a str>>)>,
     pub positional: Vec<Option<&'a str>>,
+    /// Every argument in order.
+    pub all: Vec<Option<&'a str>>,
     /// All arguments joined, lower-cased, for `text_any`.
     pub text: String,
 }
@@ -194,6 +199,7 @@ impl<'a> Invocation<'a> {
             program,
             flags,
             positional,
+            all: args.iter().map(|a| a.as_deref()).collect(),
             text,
         }
     }
@@ -276,6 +282,9 @@ impl Rule {
                 None => return false,
             }
         };
+        if !self.args.is_empty() && match_positional(&self.args, &inv.all).is_none() {
+            return false;
+        }
         if !self.positional_any.is_empty()
             && !inv.positional.iter().any(|p| {
                 p.is_some_and(|p| {

@@ -31,6 +31,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_alert_events"),
     migration!(2, "0002_host_status_log"),
+    migration!(3, "0003_approvals_and_audit"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

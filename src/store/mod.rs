@@ -74,6 +74,48 @@ pub struct AlertEventRow {
     pub claim_expires_at: Option<i64>,
 }
 
+/// A command held for a person's decision.
+#[derive(Debug, Clone, PartialEq, FromRow, serde::Serialize)]
+pub struct ApprovalRow {
+    pub id: String,
+    pub host: String,
+    pub command: String,
+    pub source: String,
+    pub verdict: String,
+    pub rule: String,
+    pub reason: String,
+    pub digest: String,
+    /// pending, approved, denied, expired, blocked (re-judged as blocked on approval)
+    pub status: String,
+    pub requested_by: String,
+    pub alert_event_id: Option<String>,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub output: Option<String>,
+}
+
+/// One audited judgement, execution or decision.
+#[derive(Debug, Clone, PartialEq, Default, FromRow, serde::Serialize)]
+pub struct AuditRow {
+    pub id: String,
+    pub at: i64,
+    /// judged, executed, approval_requested, approved, denied, expired, refused
+    pub kind: String,
+    pub source: String,
+    pub verdict: String,
+    pub rule: String,
+    pub host: String,
+    pub command: String,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub output_digest: Option<String>,
+    pub actor: String,
+    pub detail: String,
+}
+
 /// Filters for listing alert events (GET /alerts).
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
@@ -126,6 +168,40 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         at: i64,
     ) -> Result<(), StoreError>;
+    async fn insert_approval(&self, a: &ApprovalRow) -> Result<(), StoreError>;
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError>;
+    /// Newest first; `status` filters.
+    async fn list_approvals(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApprovalRow>, StoreError>;
+    /// Moves an approval from `pending` to `status` atomically: `false` if it was not
+    /// pending any more (decided by someone else, or expired), so nothing runs twice.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        status: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Stores what an approved command did.
+    async fn finish_approval(
+        &self,
+        id: &str,
+        exit_code: Option<i64>,
+        output: &str,
+    ) -> Result<(), StoreError>;
+    /// Marks pending approvals past their expiry as expired; returns them.
+    async fn expire_approvals(&self, now: i64) -> Result<Vec<ApprovalRow>, StoreError>;
+    async fn insert_audit(&self, a: &AuditRow) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_audit(
+        &self,
+        host: Option<&str>,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError>;
     /// Releases every claim (single-process SQLite after a restart: the old owner is gone).
     async fn release_all_claims(&self) -> Result<u64, StoreError>;
     /// Tables and their columns, for checking both backends have the same schema.
@@ -438,6 +514,160 @@ impl Store for SqlStore {
                 .map(|_| ())?
         });
         Ok(())
+    }
+
+    async fn insert_approval(&self, a: &ApprovalRow) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        on_durable_pool!(self, p => {
+            sqlx::query(
+                "INSERT INTO approvals (id, host, command, source, verdict, rule, reason, digest, status, requested_by, \
+                 alert_event_id, requested_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&a.id)
+            .bind(&a.host)
+            .bind(&a.command)
+            .bind(&a.source)
+            .bind(&a.verdict)
+            .bind(&a.rule)
+            .bind(&a.reason)
+            .bind(&a.digest)
+            .bind(&a.status)
+            .bind(&a.requested_by)
+            .bind(&a.alert_event_id)
+            .bind(a.requested_at)
+            .bind(a.expires_at)
+            .execute(p)
+            .await
+            .map(|_| ())?
+        });
+        Ok(())
+    }
+
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
+        let row = on_pool!(self, p => {
+            sqlx::query_as::<_, ApprovalRow>("SELECT * FROM approvals WHERE id = $1").bind(id).fetch_optional(p).await?
+        });
+        Ok(row)
+    }
+
+    async fn list_approvals(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApprovalRow>, StoreError> {
+        let rows = on_pool!(self, p => {
+            let mut qb = QueryBuilder::new("SELECT * FROM approvals WHERE 1 = 1");
+            if let Some(s) = status {
+                qb.push(" AND status = ").push_bind(s.to_owned());
+            }
+            qb.push(" ORDER BY requested_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+            qb.build_query_as::<ApprovalRow>().fetch_all(p).await?
+        });
+        Ok(rows)
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        status: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let n = on_durable_pool!(self, p => {
+            sqlx::query(
+                "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3 \
+                 WHERE id = $4 AND status = 'pending' AND expires_at > $3",
+            )
+            .bind(status)
+            .bind(by)
+            .bind(at)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn finish_approval(
+        &self,
+        id: &str,
+        exit_code: Option<i64>,
+        output: &str,
+    ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        on_durable_pool!(self, p => {
+            sqlx::query("UPDATE approvals SET exit_code = $1, output = $2 WHERE id = $3")
+                .bind(exit_code)
+                .bind(output)
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
+    }
+
+    async fn expire_approvals(&self, now: i64) -> Result<Vec<ApprovalRow>, StoreError> {
+        let _turn = self.write_turn().await;
+        let rows = on_pool!(self, p => {
+            sqlx::query_as::<_, ApprovalRow>(
+                "UPDATE approvals SET status = 'expired', decided_by = 'jarvis', decided_at = $1 \
+                 WHERE status = 'pending' AND expires_at <= $1 RETURNING *",
+            )
+            .bind(now)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    async fn insert_audit(&self, a: &AuditRow) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, p => {
+            sqlx::query(
+                "INSERT INTO audit_log (id, at, kind, source, verdict, rule, host, command, exit_code, duration_ms, \
+                 output_digest, actor, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&a.id)
+            .bind(a.at)
+            .bind(&a.kind)
+            .bind(&a.source)
+            .bind(&a.verdict)
+            .bind(&a.rule)
+            .bind(&a.host)
+            .bind(&a.command)
+            .bind(a.exit_code)
+            .bind(a.duration_ms)
+            .bind(&a.output_digest)
+            .bind(&a.actor)
+            .bind(&a.detail)
+            .execute(p)
+            .await
+            .map(|_| ())?
+        });
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        host: Option<&str>,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = on_pool!(self, p => {
+            let mut qb = QueryBuilder::new("SELECT * FROM audit_log WHERE 1 = 1");
+            if let Some(h) = host {
+                qb.push(" AND host = ").push_bind(h.to_owned());
+            }
+            if let Some(k) = kind {
+                qb.push(" AND kind = ").push_bind(k.to_owned());
+            }
+            qb.push(" ORDER BY at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+            qb.build_query_as::<AuditRow>().fetch_all(p).await?
+        });
+        Ok(rows)
     }
 
     async fn release_all_claims(&self) -> Result<u64, StoreError> {

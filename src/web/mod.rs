@@ -33,7 +33,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub credentials: Arc<Credentials>,
     pub hosts: Arc<crate::exec::monitor::HostMonitor>,
-    pub executor: Arc<crate::exec::ssh::SshExecutor>,
+    pub runner: Arc<crate::exec::runner::CommandRunner>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,6 +46,11 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/alertmanager", post(webhook))
         .route("/alerts", get(list_alerts))
         .route("/hosts", get(list_hosts))
+        .route("/commands", post(run_command))
+        .route("/approvals", get(list_approvals))
+        .route("/approvals/{id}/approve", post(approve))
+        .route("/approvals/{id}/deny", post(deny))
+        .route("/audit", get(list_audit))
         .fallback(not_found)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -66,6 +71,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -81,6 +90,8 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Gone(_) => (StatusCode::GONE, "expired"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -327,6 +338,7 @@ async fn list_alerts(
 
 async fn list_hosts(_auth: RequireAuth, State(s): State<AppState>) -> Json<Value> {
     let health = s.hosts.snapshot();
+    let breakers = s.runner.open_breakers();
     let hosts: Vec<Value> = s
         .config
         .hosts
@@ -343,9 +355,170 @@ async fn list_hosts(_auth: RequireAuth, State(s): State<AppState>) -> Json<Value
                 "consecutive_failures": st.map_or(0, |x| x.consecutive_failures),
                 "last_change": st.map(|x| crate::domain::time::rfc3339(x.last_change)),
                 "last_error": st.and_then(|x| x.last_error.clone()),
+                "open_circuit_breakers": breakers.iter().filter(|b| b.host == h.name).collect::<Vec<_>>(),
                 "host_key_verification": if h.is_local() { "local" } else if !h.host_key.is_empty() { "pinned" } else if h.trust_on_first_use { "trust_on_first_use" } else { "known_hosts" },
             })
         })
         .collect();
     Json(json!({"count": hosts.len(), "hosts": hosts}))
+}
+
+impl From<crate::exec::runner::RunError> for ApiError {
+    fn from(e: crate::exec::runner::RunError) -> Self {
+        use crate::exec::runner::RunError as E;
+        match e {
+            E::UnknownHost(..) => Self::BadRequest(e.to_string()),
+            E::NotFound(_) => Self::NotFound(e.to_string()),
+            E::AlreadyDecided(..) | E::Tampered(_) => Self::Conflict(e.to_string()),
+            E::Expired(_) => Self::Gone(e.to_string()),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandBody {
+    host: String,
+    command: String,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+/// Runs a command asked for through the API (source `manual`): judged like any other;
+/// unknown or dangerous commands wait for approval.
+async fn run_command(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: CommandBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("expected {{\"host\": ..., \"command\": ...}}: {e}"))
+    })?;
+    if b.command.trim().is_empty() {
+        return Err(ApiError::BadRequest("command must not be empty".into()));
+    }
+    let outcome = s
+        .runner
+        .submit(crate::exec::runner::RunRequest {
+            host: b.host,
+            command: b.command,
+            source: crate::safety::Source::Manual,
+            previously_verified: false,
+            requested_by: "api".into(),
+            alert_event_id: None,
+            target: b.target,
+        })
+        .await?;
+    Ok(Json(serde_json::to_value(outcome).unwrap_or(Value::Null)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    host: Option<String>,
+    kind: Option<String>,
+    limit: Option<String>,
+}
+
+fn parse_limit(l: Option<&str>) -> Result<u32, ApiError> {
+    match l {
+        None | Some("") => Ok(100),
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "limit {l:?} must be a whole number from 1 to 1000"
+            ))),
+        },
+    }
+}
+
+async fn list_approvals(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = q.status.as_deref().filter(|x| !x.is_empty());
+    if let Some(st) = status
+        && !matches!(
+            st,
+            "pending" | "approved" | "denied" | "expired" | "blocked"
+        )
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status {st:?} is not one of pending, approved, denied, expired, blocked"
+        )));
+    }
+    let rows = s
+        .store
+        .list_approvals(status, parse_limit(q.limit.as_deref())?)
+        .await?;
+    Ok(Json(json!({"count": rows.len(), "approvals": rows})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DecisionBody {
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// Who decided: `{"by": "..."}` in the body, else `?by=`, else "api".
+fn decider(
+    body: &Bytes,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<String, ApiError> {
+    let from_body = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<DecisionBody>(body)
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "expected {{\"by\": \"name\"}} or an empty body: {e}"
+                ))
+            })?
+            .by
+    };
+    Ok(from_body
+        .or_else(|| query.get("by").cloned())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "api".into()))
+}
+
+async fn approve(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let by = decider(&body, &q)?;
+    let (approval, outcome) = s.runner.approve(&id, &by).await?;
+    Ok(Json(json!({"approval": approval, "result": outcome})))
+}
+
+async fn deny(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let by = decider(&body, &q)?;
+    let approval = s.runner.deny(&id, &by).await?;
+    Ok(Json(json!({"approval": approval})))
+}
+
+async fn list_audit(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = s
+        .store
+        .list_audit(
+            q.host.as_deref().filter(|x| !x.is_empty()),
+            q.kind.as_deref().filter(|x| !x.is_empty()),
+            parse_limit(q.limit.as_deref())?,
+        )
+        .await?;
+    Ok(Json(json!({"count": rows.len(), "entries": rows})))
 }

@@ -4,6 +4,7 @@ mod support;
 
 mod real_alertmanager;
 
+mod approvals;
 mod cli;
 mod durability;
 mod ssh;

@@ -1,0 +1,633 @@
+//! The one way a command runs: judged by the safety gate, audited, held for approval
+//! when policy says so, rate limited per action, stopped by a circuit breaker when an
+//! action keeps failing on a host, serialised per host and target when it changes
+//! state, and only then executed (SSH or local).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::monitor::{HostMonitor, HostState};
+use super::ssh::SshExecutor;
+use super::{CommandOutput, ExecError, local};
+use crate::config::{Config, HostConfig};
+use crate::domain::ids::{new_id, now_ms};
+use crate::safety::{self, Context, Judgement, Policy, Source, Verdict};
+use crate::store::{ApprovalRow, AuditRow, Store, StoreError};
+
+/// Consecutive failures of one action on one host that open its circuit breaker.
+pub const BREAKER_THRESHOLD: u32 = 5;
+/// How long an open breaker refuses before letting one trial through (half-open).
+pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// A command someone wants run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// A configured host name or alias.
+    pub host: String,
+    pub command: String,
+    pub source: Source,
+    /// For learned commands: this exact command was verified to work before.
+    pub previously_verified: bool,
+    /// Who asked (for the audit log): "pipeline", "api", ...
+    pub requested_by: String,
+    pub alert_event_id: Option<String>,
+    /// What the command acts on (a container, a unit). Mutating commands on the same
+    /// host and target run one at a time; without one, the whole host is the target.
+    pub target: Option<String>,
+}
+
+/// What happened to a request.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Completed {
+        judgement: Judgement,
+        exit_code: Option<i32>,
+        stdout: String,
+        stderr: String,
+        timed_out: bool,
+        duration_ms: u64,
+    },
+    Blocked {
+        judgement: Judgement,
+    },
+    AwaitingApproval {
+        judgement: Judgement,
+        approval_id: String,
+    },
+    RateLimited {
+        judgement: Judgement,
+        action: String,
+        retry_after_seconds: u64,
+    },
+    CircuitOpen {
+        judgement: Judgement,
+        action: String,
+        retry_after_seconds: u64,
+    },
+    HostOffline {
+        judgement: Judgement,
+    },
+    Failed {
+        judgement: Judgement,
+        error: String,
+    },
+}
+
+impl RunOutcome {
+    /// True when the command ran and exited 0.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed {
+                exit_code: Some(0),
+                timed_out: false,
+                ..
+            }
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("unknown host {0:?}; configured hosts: {1}")]
+    UnknownHost(String, String),
+    #[error("no approval {0:?}")]
+    NotFound(String),
+    #[error("approval {0} is already {1}")]
+    AlreadyDecided(String, String),
+    #[error("approval {0} expired before it was decided")]
+    Expired(String),
+    #[error("approval {0} does not match its digest; refusing to run it")]
+    Tampered(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    opened_at: Option<Instant>,
+}
+
+/// Open circuit breakers, for /hosts.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenBreaker {
+    pub host: String,
+    pub action: String,
+    pub failures: u32,
+    pub retry_after_seconds: u64,
+}
+
+/// (host, target) of a state-changing command.
+type HostTarget = (String, String);
+
+pub struct CommandRunner {
+    policy: Arc<Policy>,
+    hosts: Vec<HostConfig>,
+    ssh: Arc<SshExecutor>,
+    store: Arc<dyn Store>,
+    monitor: Arc<HostMonitor>,
+    command_timeout: Duration,
+    rate_limit_per_minute: u32,
+    approval_ttl: Duration,
+    rate: Mutex<HashMap<String, VecDeque<Instant>>>,
+    breakers: Mutex<HashMap<(String, String), Breaker>>,
+    target_locks: Mutex<HashMap<HostTarget, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// SHA-256 of host and command: what an approval promises to run.
+pub fn approval_digest(host: &str, command: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(host.as_bytes());
+    h.update([0]);
+    h.update(command.as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+fn output_digest(o: &CommandOutput) -> String {
+    let mut h = Sha256::new();
+    h.update(o.stdout.as_bytes());
+    h.update([0]);
+    h.update(o.stderr.as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+impl CommandRunner {
+    pub fn new(
+        config: &Config,
+        ssh: Arc<SshExecutor>,
+        store: Arc<dyn Store>,
+        monitor: Arc<HostMonitor>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            policy: Arc::new(Policy::for_config(config)?),
+            hosts: config.hosts.clone(),
+            ssh,
+            store,
+            monitor,
+            command_timeout: Duration::from_secs(config.remediation.command_timeout_seconds),
+            rate_limit_per_minute: config.safety.rate_limit_per_minute,
+            approval_ttl: Duration::from_secs(config.safety.approval_ttl_seconds),
+            rate: Mutex::new(HashMap::new()),
+            breakers: Mutex::new(HashMap::new()),
+            target_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn host(&self, name: &str) -> Result<&HostConfig, RunError> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name || h.aliases.iter().any(|a| a == name))
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+                RunError::UnknownHost(
+                    name.to_owned(),
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    },
+                )
+            })
+    }
+
+    async fn audit(&self, row: AuditRow) {
+        if let Err(e) = self
+            .store
+            .insert_audit(&AuditRow {
+                id: new_id(),
+                at: now_ms(),
+                ..row
+            })
+            .await
+        {
+            // The audit log matters, but a database outage must not stop remediation.
+            tracing::error!(error = %e, "Cannot write the audit log.");
+        }
+    }
+
+    /// Judges and, when policy allows, runs a command.
+    pub async fn submit(&self, req: RunRequest) -> Result<RunOutcome, RunError> {
+        let host = self.host(&req.host)?.clone();
+        let ctx = Context {
+            host: Some(&host.name),
+            source: req.source,
+            previously_verified: req.previously_verified,
+        };
+        let j = safety::judge(&req.command, &ctx, &self.policy);
+        tracing::info!(host = %host.name, source = req.source.as_str(), verdict = %j.verdict, rule = %j.rule, "Command judged.");
+        self.audit(AuditRow {
+            kind: "judged".into(),
+            source: req.source.as_str().into(),
+            verdict: j.verdict.as_str().into(),
+            rule: j.rule.clone(),
+            host: host.name.clone(),
+            command: req.command.clone(),
+            actor: req.requested_by.clone(),
+            detail: j.reason.clone(),
+            ..AuditRow::default()
+        })
+        .await;
+        match j.verdict {
+            Verdict::Blocked => Ok(RunOutcome::Blocked { judgement: j }),
+            Verdict::ApprovalRequired => {
+                let now = now_ms();
+                let row = ApprovalRow {
+                    id: new_id(),
+                    host: host.name.clone(),
+                    command: req.command.clone(),
+                    source: req.source.as_str().into(),
+                    verdict: j.verdict.as_str().into(),
+                    rule: j.rule.clone(),
+                    reason: j.reason.clone(),
+                    digest: approval_digest(&host.name, &req.command),
+                    status: "pending".into(),
+                    requested_by: req.requested_by.clone(),
+                    alert_event_id: req.alert_event_id.clone(),
+                    requested_at: now,
+                    expires_at: now
+                        + i64::try_from(self.approval_ttl.as_millis()).unwrap_or(i64::MAX),
+                    decided_by: None,
+                    decided_at: None,
+                    exit_code: None,
+                    output: None,
+                };
+                self.store.insert_approval(&row).await?;
+                self.audit(AuditRow {
+                    kind: "approval_requested".into(),
+                    source: row.source.clone(),
+                    verdict: row.verdict.clone(),
+                    rule: row.rule.clone(),
+                    host: row.host.clone(),
+                    command: row.command.clone(),
+                    actor: req.requested_by.clone(),
+                    detail: format!("approval {}", row.id),
+                    ..AuditRow::default()
+                })
+                .await;
+                Ok(RunOutcome::AwaitingApproval {
+                    judgement: j,
+                    approval_id: row.id,
+                })
+            }
+            Verdict::Diagnostic | Verdict::Allowed => Ok(self
+                .execute(
+                    &host,
+                    &req.command,
+                    req.source,
+                    j,
+                    &req.requested_by,
+                    req.target.as_deref(),
+                )
+                .await),
+        }
+    }
+
+    /// Approves and runs a pending approval after judging it again under the current
+    /// policy (rules may have changed since it was requested).
+    pub async fn approve(
+        &self,
+        id: &str,
+        approver: &str,
+    ) -> Result<(ApprovalRow, RunOutcome), RunError> {
+        let a = self.pending(id).await?;
+        if approval_digest(&a.host, &a.command) != a.digest {
+            return Err(RunError::Tampered(id.into()));
+        }
+        let host = self.host(&a.host)?.clone();
+        let source = Source::parse(&a.source).unwrap_or(Source::Llm);
+        let j = safety::judge(
+            &a.command,
+            &Context::new(Some(&host.name), source),
+            &self.policy,
+        );
+        if j.verdict == Verdict::Blocked {
+            if !self
+                .store
+                .decide_approval(id, "blocked", approver, now_ms())
+                .await?
+            {
+                return Err(self.why_not_pending(id).await);
+            }
+            self.audit(AuditRow {
+                kind: "refused".into(),
+                source: a.source.clone(),
+                verdict: j.verdict.as_str().into(),
+                rule: j.rule.clone(),
+                host: a.host.clone(),
+                command: a.command.clone(),
+                actor: approver.into(),
+                detail: format!("approval {id} now blocked by policy: {}", j.reason),
+                ..AuditRow::default()
+            })
+            .await;
+            let a = self.store.get_approval(id).await?.unwrap_or(a);
+            return Ok((a, RunOutcome::Blocked { judgement: j }));
+        }
+        if !self
+            .store
+            .decide_approval(id, "approved", approver, now_ms())
+            .await?
+        {
+            return Err(self.why_not_pending(id).await);
+        }
+        self.audit(AuditRow {
+            kind: "approved".into(),
+            source: a.source.clone(),
+            verdict: j.verdict.as_str().into(),
+            rule: j.rule.clone(),
+            host: a.host.clone(),
+            command: a.command.clone(),
+            actor: approver.into(),
+            detail: format!("approval {id}"),
+            ..AuditRow::default()
+        })
+        .await;
+        let outcome = self
+            .execute(&host, &a.command, source, j, approver, None)
+            .await;
+        let (code, text) = match &outcome {
+            RunOutcome::Completed {
+                exit_code,
+                stdout,
+                stderr,
+                ..
+            } => (
+                exit_code.map(i64::from),
+                format!(
+                    "{stdout}{}{stderr}",
+                    if stderr.is_empty() { "" } else { "\n" }
+                ),
+            ),
+            other => (None, serde_json::to_string(other).unwrap_or_default()),
+        };
+        self.store.finish_approval(id, code, &text).await?;
+        let a = self.store.get_approval(id).await?.unwrap_or(a);
+        Ok((a, outcome))
+    }
+
+    pub async fn deny(&self, id: &str, who: &str) -> Result<ApprovalRow, RunError> {
+        let a = self.pending(id).await?;
+        if !self
+            .store
+            .decide_approval(id, "denied", who, now_ms())
+            .await?
+        {
+            return Err(self.why_not_pending(id).await);
+        }
+        self.audit(AuditRow {
+            kind: "denied".into(),
+            source: a.source.clone(),
+            verdict: a.verdict.clone(),
+            rule: a.rule.clone(),
+            host: a.host.clone(),
+            command: a.command.clone(),
+            actor: who.into(),
+            detail: format!("approval {id}"),
+            ..AuditRow::default()
+        })
+        .await;
+        Ok(self.store.get_approval(id).await?.unwrap_or(a))
+    }
+
+    /// Marks overdue approvals expired (they never run) and audits each.
+    pub async fn expire_overdue(&self) -> Result<usize, RunError> {
+        let expired = self.store.expire_approvals(now_ms()).await?;
+        for a in &expired {
+            self.audit(AuditRow {
+                kind: "expired".into(),
+                source: a.source.clone(),
+                verdict: a.verdict.clone(),
+                rule: a.rule.clone(),
+                host: a.host.clone(),
+                command: a.command.clone(),
+                actor: "jarvis".into(),
+                detail: format!("approval {} expired undecided", a.id),
+                ..AuditRow::default()
+            })
+            .await;
+        }
+        Ok(expired.len())
+    }
+
+    async fn pending(&self, id: &str) -> Result<ApprovalRow, RunError> {
+        let a = self
+            .store
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.into()))?;
+        if a.status != "pending" {
+            return Err(RunError::AlreadyDecided(id.into(), a.status));
+        }
+        if a.expires_at <= now_ms() {
+            self.expire_overdue().await?;
+            return Err(RunError::Expired(id.into()));
+        }
+        Ok(a)
+    }
+
+    async fn why_not_pending(&self, id: &str) -> RunError {
+        match self.store.get_approval(id).await {
+            Ok(Some(a)) if a.status == "pending" => RunError::Expired(id.into()),
+            Ok(Some(a)) => RunError::AlreadyDecided(id.into(), a.status),
+            Ok(None) => RunError::NotFound(id.into()),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Sliding one-minute window per action; `Err(seconds)` until a slot frees.
+    fn take_rate_slot(&self, action: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut rate = self.rate.lock().expect("not poisoned");
+        let window = rate.entry(action.to_owned()).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            window.pop_front();
+        }
+        if window.len() >= self.rate_limit_per_minute as usize {
+            let oldest = *window.front().expect("non-empty when full");
+            return Err(60u64
+                .saturating_sub(now.duration_since(oldest).as_secs())
+                .max(1));
+        }
+        window.push_back(now);
+        Ok(())
+    }
+
+    /// `Err(seconds)` while the breaker for this host and action is open.
+    fn breaker_allows(&self, host: &str, action: &str) -> Result<(), u64> {
+        let breakers = self.breakers.lock().expect("not poisoned");
+        match breakers
+            .get(&(host.to_owned(), action.to_owned()))
+            .and_then(|b| b.opened_at)
+        {
+            Some(t) if t.elapsed() < BREAKER_COOLDOWN => {
+                Err((BREAKER_COOLDOWN - t.elapsed()).as_secs().max(1))
+            }
+            _ => Ok(()), // closed, or half-open: one trial goes through
+        }
+    }
+
+    fn breaker_record(&self, host: &str, action: &str, ok: bool) {
+        let mut breakers = self.breakers.lock().expect("not poisoned");
+        let b = breakers
+            .entry((host.to_owned(), action.to_owned()))
+            .or_default();
+        if ok {
+            *b = Breaker::default();
+        } else {
+            b.failures += 1;
+            // A failed half-open trial re-opens at once.
+            if b.failures >= BREAKER_THRESHOLD || b.opened_at.is_some() {
+                if b.opened_at.is_none_or(|t| t.elapsed() >= BREAKER_COOLDOWN) {
+                    tracing::warn!(host, action, failures = b.failures, "Circuit breaker open.");
+                }
+                b.opened_at = Some(Instant::now());
+            }
+        }
+    }
+
+    pub fn open_breakers(&self) -> Vec<OpenBreaker> {
+        let breakers = self.breakers.lock().expect("not poisoned");
+        let mut open: Vec<OpenBreaker> = breakers
+            .iter()
+            .filter_map(|((host, action), b)| {
+                let t = b.opened_at?;
+                (t.elapsed() < BREAKER_COOLDOWN).then(|| OpenBreaker {
+                    host: host.clone(),
+                    action: action.clone(),
+                    failures: b.failures,
+                    retry_after_seconds: (BREAKER_COOLDOWN - t.elapsed()).as_secs().max(1),
+                })
+            })
+            .collect();
+        open.sort_by(|a, b| (&a.host, &a.action).cmp(&(&b.host, &b.action)));
+        open
+    }
+
+    fn target_lock(&self, host: &str, target: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.target_locks
+            .lock()
+            .expect("not poisoned")
+            .entry((host.to_owned(), target.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    async fn execute(
+        &self,
+        host: &HostConfig,
+        command: &str,
+        source: Source,
+        j: Judgement,
+        actor: &str,
+        target: Option<&str>,
+    ) -> RunOutcome {
+        let action = j.rule.clone();
+        if !host.is_local() && self.monitor.state(&host.name) == Some(HostState::Offline) {
+            return RunOutcome::HostOffline { judgement: j };
+        }
+        if let Err(retry_after_seconds) = self.take_rate_slot(&action) {
+            return RunOutcome::RateLimited {
+                judgement: j,
+                action,
+                retry_after_seconds,
+            };
+        }
+        if let Err(retry_after_seconds) = self.breaker_allows(&host.name, &action) {
+            return RunOutcome::CircuitOpen {
+                judgement: j,
+                action,
+                retry_after_seconds,
+            };
+        }
+        // One state-changing command per host and target at a time.
+        let lock = (j.verdict == Verdict::Allowed)
+            .then(|| self.target_lock(&host.name, target.unwrap_or("*")));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let result: Result<CommandOutput, ExecError> = if host.is_local() {
+            local::run(command, self.command_timeout).await
+        } else {
+            let r = self
+                .ssh
+                .run(&host.name, command, self.command_timeout)
+                .await;
+            match &r {
+                Err(e) if e.is_connection_failure() => {
+                    self.monitor.observe(&host.name, Err(&e.to_string())).await;
+                }
+                Err(_) => {}
+                Ok(_) => {
+                    self.monitor.observe(&host.name, Ok(())).await;
+                }
+            }
+            r
+        };
+        match result {
+            Ok(o) => {
+                self.breaker_record(&host.name, &action, o.success());
+                tracing::info!(host = %host.name, rule = %j.rule, exit_code = ?o.exit_code, timed_out = o.timed_out, duration_ms = o.duration.as_millis() as u64, "Command executed.");
+                self.audit(AuditRow {
+                    kind: "executed".into(),
+                    source: source.as_str().into(),
+                    verdict: j.verdict.as_str().into(),
+                    rule: j.rule.clone(),
+                    host: host.name.clone(),
+                    command: command.into(),
+                    exit_code: o.exit_code.map(i64::from),
+                    duration_ms: Some(i64::try_from(o.duration.as_millis()).unwrap_or(i64::MAX)),
+                    output_digest: Some(output_digest(&o)),
+                    actor: actor.into(),
+                    detail: if o.timed_out {
+                        "timed out".into()
+                    } else {
+                        String::new()
+                    },
+                    ..AuditRow::default()
+                })
+                .await;
+                RunOutcome::Completed {
+                    judgement: j,
+                    exit_code: o.exit_code,
+                    timed_out: o.timed_out,
+                    duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                }
+            }
+            Err(e) => {
+                self.breaker_record(&host.name, &action, false);
+                self.audit(AuditRow {
+                    kind: "executed".into(),
+                    source: source.as_str().into(),
+                    verdict: j.verdict.as_str().into(),
+                    rule: j.rule.clone(),
+                    host: host.name.clone(),
+                    command: command.into(),
+                    actor: actor.into(),
+                    detail: format!("failed: {e}"),
+                    ..AuditRow::default()
+                })
+                .await;
+                RunOutcome::Failed {
+                    judgement: j,
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+}
