@@ -498,6 +498,25 @@ impl CommandRunner {
         }
     }
 
+    /// Commands run per action in the last minute, and the limit (for /health).
+    pub fn rate_usage(&self) -> (u32, std::collections::BTreeMap<String, usize>) {
+        let now = Instant::now();
+        let rate = self.rate.lock().expect("not poisoned");
+        let usage = rate
+            .iter()
+            .map(|(action, w)| {
+                (
+                    action.clone(),
+                    w.iter()
+                        .filter(|t| now.duration_since(**t) < Duration::from_secs(60))
+                        .count(),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (self.rate_limit_per_minute, usage)
+    }
+
     pub fn open_breakers(&self) -> Vec<OpenBreaker> {
         let breakers = self.breakers.lock().expect("not poisoned");
         let mut open: Vec<OpenBreaker> = breakers

@@ -152,6 +152,14 @@ async fn not_found() -> ApiError {
 
 async fn health(State(s): State<AppState>) -> Json<Value> {
     let db = s.storage.db_connected();
+    let (limit, usage) = s.runner.rate_usage();
+    let offline: Vec<String> = s
+        .hosts
+        .snapshot()
+        .into_iter()
+        .filter(|(_, h)| h.status == crate::exec::monitor::HostState::Offline)
+        .map(|(name, _)| name)
+        .collect();
     Json(json!({
         "status": if db { "healthy" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -160,6 +168,10 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
         "maintenance_mode": false,
         "llm": s.config.llm.provider,
         "spooled_alerts": s.storage.spooled_events(),
+        "hosts_offline": offline,
+        "open_circuit_breakers": s.runner.open_breakers().len(),
+        "rate_limit_per_minute": limit,
+        "commands_last_minute": usage,
     }))
 }
 

@@ -310,3 +310,34 @@ async fn rate_limits_and_circuit_breakers() {
     assert_ne!(v["outcome"], "circuit_open", "{v}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_host_runs_commands_without_ssh() {
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let mut config = env.config();
+    config.hosts = vec![jarvis::config::HostConfig {
+        name: "here".into(),
+        address: "local".into(),
+        ..jarvis::config::HostConfig::default()
+    }];
+    let app = TestApp::start(config).await;
+    let (_, v) = post_json(
+        &app,
+        "/commands",
+        json!({"host": "here", "command": "echo hello from $(hostname) | tr a-z A-Z"}),
+    )
+    .await;
+    assert_eq!(
+        (v["outcome"].as_str(), v["exit_code"].as_i64()),
+        (Some("completed"), Some(0)),
+        "{v}"
+    );
+    assert!(
+        v["stdout"].as_str().unwrap().starts_with("HELLO FROM "),
+        "{v}"
+    );
+    let (_, hosts) = app.get("/hosts").await;
+    assert_eq!(hosts["hosts"][0]["status"], "online");
+    assert_eq!(hosts["hosts"][0]["host_key_verification"], "local");
+    app.stop().await;
+}

@@ -478,3 +478,46 @@ async fn kill_9_while_spooling_loses_nothing() {
     let (code, _) = served.terminate();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn check_command_prints_the_verdict_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = jarvis(dir.path())
+            .arg("check-command")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&["--json", "--", "rm -rf /"]);
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), v["rule"].as_str()),
+        (Some("blocked"), Some("rm-recursive"))
+    );
+    assert!(v["reason"].as_str().unwrap().contains("rm -rf /"));
+    // Several words are quoted so they keep their meaning.
+    let (_, out, _) = run(&["--json", "--", "sh", "-c", "rm -rf /"]);
+    assert!(out.contains("\"blocked\""), "{out}");
+    let (_, out, _) = run(&["--source", "operator", "--", "/opt/fix.sh"]);
+    assert!(
+        out.starts_with("verdict: allowed\nrule: unknown-operator\nreason: "),
+        "{out}"
+    );
+    let (_, out, _) = run(&["--", "/opt/fix.sh"]);
+    assert!(out.starts_with("verdict: approval_required"), "{out}");
+    let (code, _, err) = run(&["--source", "root", "--", "ls"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--source"), "{err}");
+    let (code, _, err) = run(&["--host", "nexus", "--", "ls"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown host \"nexus\""), "{err}");
+    let (code, _, _) = run(&[]);
+    assert_eq!(code, Some(2), "a command is required");
+}
