@@ -200,6 +200,28 @@ impl CommandRunner {
             })
     }
 
+    /// An audit entry about an approval.
+    fn approval_audit(
+        kind: &str,
+        a: &ApprovalRow,
+        verdict: &str,
+        rule: &str,
+        actor: &str,
+        detail: String,
+    ) -> AuditRow {
+        AuditRow {
+            kind: kind.into(),
+            source: a.source.clone(),
+            verdict: verdict.into(),
+            rule: rule.into(),
+            host: a.host.clone(),
+            command: a.command.clone(),
+            actor: actor.into(),
+            detail,
+            ..AuditRow::default()
+        }
+    }
+
     async fn audit(&self, row: AuditRow) {
         if let Err(e) = self
             .store
@@ -262,17 +284,14 @@ impl CommandRunner {
                     output: None,
                 };
                 self.store.insert_approval(&row).await?;
-                self.audit(AuditRow {
-                    kind: "approval_requested".into(),
-                    source: row.source.clone(),
-                    verdict: row.verdict.clone(),
-                    rule: row.rule.clone(),
-                    host: row.host.clone(),
-                    command: row.command.clone(),
-                    actor: req.requested_by.clone(),
-                    detail: format!("approval {}", row.id),
-                    ..AuditRow::default()
-                })
+                self.audit(Self::approval_audit(
+                    "approval_requested",
+                    &row,
+                    &row.verdict,
+                    &row.rule,
+                    &req.requested_by,
+                    format!("approval {}", row.id),
+                ))
                 .await;
                 Ok(RunOutcome::AwaitingApproval {
                     judgement: j,
@@ -318,17 +337,14 @@ impl CommandRunner {
             {
                 return Err(self.why_not_pending(id).await);
             }
-            self.audit(AuditRow {
-                kind: "refused".into(),
-                source: a.source.clone(),
-                verdict: j.verdict.as_str().into(),
-                rule: j.rule.clone(),
-                host: a.host.clone(),
-                command: a.command.clone(),
-                actor: approver.into(),
-                detail: format!("approval {id} now blocked by policy: {}", j.reason),
-                ..AuditRow::default()
-            })
+            self.audit(Self::approval_audit(
+                "refused",
+                &a,
+                j.verdict.as_str(),
+                &j.rule,
+                approver,
+                format!("approval {id} now blocked by policy: {}", j.reason),
+            ))
             .await;
             let a = self.store.get_approval(id).await?.unwrap_or(a);
             return Ok((a, RunOutcome::Blocked { judgement: j }));
@@ -340,17 +356,14 @@ impl CommandRunner {
         {
             return Err(self.why_not_pending(id).await);
         }
-        self.audit(AuditRow {
-            kind: "approved".into(),
-            source: a.source.clone(),
-            verdict: j.verdict.as_str().into(),
-            rule: j.rule.clone(),
-            host: a.host.clone(),
-            command: a.command.clone(),
-            actor: approver.into(),
-            detail: format!("approval {id}"),
-            ..AuditRow::default()
-        })
+        self.audit(Self::approval_audit(
+            "approved",
+            &a,
+            j.verdict.as_str(),
+            &j.rule,
+            approver,
+            format!("approval {id}"),
+        ))
         .await;
         let outcome = self
             .execute(&host, &a.command, source, j, approver, None)
@@ -384,17 +397,14 @@ impl CommandRunner {
         {
             return Err(self.why_not_pending(id).await);
         }
-        self.audit(AuditRow {
-            kind: "denied".into(),
-            source: a.source.clone(),
-            verdict: a.verdict.clone(),
-            rule: a.rule.clone(),
-            host: a.host.clone(),
-            command: a.command.clone(),
-            actor: who.into(),
-            detail: format!("approval {id}"),
-            ..AuditRow::default()
-        })
+        self.audit(Self::approval_audit(
+            "denied",
+            &a,
+            &a.verdict,
+            &a.rule,
+            who,
+            format!("approval {id}"),
+        ))
         .await;
         Ok(self.store.get_approval(id).await?.unwrap_or(a))
     }
@@ -403,17 +413,14 @@ impl CommandRunner {
     pub async fn expire_overdue(&self) -> Result<usize, RunError> {
         let expired = self.store.expire_approvals(now_ms()).await?;
         for a in &expired {
-            self.audit(AuditRow {
-                kind: "expired".into(),
-                source: a.source.clone(),
-                verdict: a.verdict.clone(),
-                rule: a.rule.clone(),
-                host: a.host.clone(),
-                command: a.command.clone(),
-                actor: "jarvis".into(),
-                detail: format!("approval {} expired undecided", a.id),
-                ..AuditRow::default()
-            })
+            self.audit(Self::approval_audit(
+                "expired",
+                a,
+                &a.verdict,
+                &a.rule,
+                "jarvis",
+                format!("approval {} expired undecided", a.id),
+            ))
             .await;
         }
         Ok(expired.len())

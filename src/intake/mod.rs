@@ -245,25 +245,22 @@ impl Writer {
         dup_in_batch: Vec<usize>,
         replies: Vec<oneshot::Sender<Result<Accepted, IntakeError>>>,
     ) {
-        let Some(mut spool) = self.spool.take() else {
+        let Some((result, unique, pending)) = self
+            .on_spool(move |spool| {
+                let refs: Vec<&[NewAlertEvent]> = unique
+                    .iter()
+                    .filter(|u| !u.is_empty())
+                    .map(Vec::as_slice)
+                    .collect();
+                let r = spool.append(&refs);
+                (r, unique, spool.pending_events())
+            })
+            .await
+        else {
             return;
         };
-        let (spool, result, unique) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&[NewAlertEvent]> = unique
-                .iter()
-                .filter(|u| !u.is_empty())
-                .map(Vec::as_slice)
-                .collect();
-            let r = spool.append(&refs);
-            (spool, r, unique)
-        })
-        .await
-        .expect("spool append does not panic");
-        self.status
-            .spooled_events
-            .store(spool.pending_events(), Ordering::SeqCst);
-        self.metrics.set_spooled_alerts(spool.pending_events());
-        self.spool = Some(spool);
+        self.status.spooled_events.store(pending, Ordering::SeqCst);
+        self.metrics.set_spooled_alerts(pending);
         for ((events, dups), reply) in unique.iter().zip(dup_in_batch).zip(replies) {
             let answer = match &result {
                 Ok(()) => {
@@ -285,45 +282,38 @@ impl Writer {
         }
     }
 
+    /// Runs a blocking file operation on the spool on the blocking pool, so an fsync
+    /// never stalls the runtime. `None` only if the spool is already lent out.
+    async fn on_spool<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Spool) -> T + Send + 'static,
+    ) -> Option<T> {
+        let mut spool = self.spool.take()?;
+        let (spool, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut spool);
+            (spool, r)
+        })
+        .await
+        .expect("spool operations do not panic");
+        self.spool = Some(spool);
+        Some(result)
+    }
+
     /// Replays the spool into the database, oldest first; empties it only once all of
     /// it is committed. Idempotent, so an interrupted drain is simply repeated.
     async fn drain(&mut self) {
-        let Some(spool) = self.spool.take() else {
-            return;
-        };
-        let (spool, payloads) = tokio::task::spawn_blocking(move || {
-            let p = spool.read_all();
-            (spool, p)
-        })
-        .await
-        .expect("spool read does not panic");
-        self.spool = Some(spool);
-        let payloads = match payloads {
-            Ok(p) => p,
-            Err(e) => {
+        let payloads = match self.on_spool(|s| s.read_all()).await {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "Cannot read the spool; it will be retried.");
                 return;
             }
+            None => return,
         };
-        let total: usize = payloads.iter().map(Vec::len).sum();
-        let mut chunk: Vec<NewAlertEvent> = Vec::new();
+        let events: Vec<NewAlertEvent> = payloads.into_iter().flatten().collect();
         let mut replayed = 0usize;
-        for events in payloads {
-            chunk.extend(events);
-            if chunk.len() >= MAX_BATCH_EVENTS {
-                match self.store.insert_alert_events(&chunk).await {
-                    Ok(flags) => replayed += flags.iter().filter(|f| **f).count(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Spool replay interrupted; the database is unreachable again.");
-                        self.set_connected(false);
-                        return;
-                    }
-                }
-                chunk.clear();
-            }
-        }
-        if !chunk.is_empty() {
-            match self.store.insert_alert_events(&chunk).await {
+        for chunk in events.chunks(MAX_BATCH_EVENTS) {
+            match self.store.insert_alert_events(chunk).await {
                 Ok(flags) => replayed += flags.iter().filter(|f| **f).count(),
                 Err(e) => {
                     tracing::warn!(error = %e, "Spool replay interrupted; the database is unreachable again.");
@@ -332,17 +322,7 @@ impl Writer {
                 }
             }
         }
-        let Some(mut spool) = self.spool.take() else {
-            return;
-        };
-        let (spool, cleared) = tokio::task::spawn_blocking(move || {
-            let r = spool.clear();
-            (spool, r)
-        })
-        .await
-        .expect("spool clear does not panic");
-        self.spool = Some(spool);
-        if let Err(e) = cleared {
+        if let Some(Err(e)) = self.on_spool(|s| s.clear()).await {
             tracing::error!(error = %e, "Spool replayed but could not be emptied; it will be replayed again (harmlessly).");
             return;
         }
@@ -350,7 +330,7 @@ impl Writer {
         self.metrics.set_spooled_alerts(0);
         self.status.new_events.notify_waiters();
         tracing::info!(
-            events = total,
+            events = events.len(),
             new = replayed,
             "Spool replayed into the database."
         );

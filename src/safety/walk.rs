@@ -568,14 +568,21 @@ impl Walker<'_> {
     }
 
     fn assignment(&mut self, name: &str, value: &str, depth: u32) {
-        let base = name.split('[').next().unwrap_or(name);
-        if DANGEROUS_VARS.contains(&base) || base.starts_with("LD_") {
+        self.dangerous_variable(name.split('[').next().unwrap_or(name));
+        self.word(value, depth);
+    }
+
+    /// Blocks setting variables that change what runs (PATH, LD_*) or hide history.
+    /// Returns whether it blocked.
+    fn dangerous_variable(&mut self, name: &str) -> bool {
+        let dangerous = DANGEROUS_VARS.contains(&name) || name.starts_with("LD_");
+        if dangerous {
             self.block(
                 "dangerous-variable",
-                format!("setting {base} changes what programs run or hides history"),
+                format!("setting {name} changes what programs run or hides history"),
             );
         }
-        self.word(value, depth);
+        dangerous
     }
 
     /// Judges one program invocation, looking through wrappers and into nested commands.
@@ -863,14 +870,7 @@ impl Walker<'_> {
                         }
                         Some(a) if a.starts_with('-') => i += 1,
                         Some(a) if a.contains('=') && !a.starts_with('=') => {
-                            let name = a.split('=').next().unwrap_or("");
-                            if DANGEROUS_VARS.contains(&name) || name.starts_with("LD_") {
-                                self.block(
-                                    "dangerous-variable",
-                                    format!(
-                                        "setting {name} changes what programs run or hides history"
-                                    ),
-                                );
+                            if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
                                 return true;
                             }
                             i += 1;
@@ -1093,14 +1093,7 @@ impl Walker<'_> {
                 for a in args.iter() {
                     match a.as_deref() {
                         Some(a) => {
-                            let name = a.split('=').next().unwrap_or("");
-                            if DANGEROUS_VARS.contains(&name) || name.starts_with("LD_") {
-                                self.block(
-                                    "dangerous-variable",
-                                    format!(
-                                        "setting {name} changes what programs run or hides history"
-                                    ),
-                                );
+                            if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
                                 return true;
                             }
                         }
