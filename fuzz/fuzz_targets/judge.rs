@@ -17,9 +17,11 @@ fuzz_target!(|data: &[u8]| {
     if j.rule == "unparseable" {
         assert_eq!(j.verdict, Verdict::Blocked);
     }
-    // Wrapping in sudo never weakens the verdict.
+    // Wrapping a command that parsed in sudo never weakens the verdict. (Text that does
+    // not parse alone can mean something else after `sudo`: `for b` is a syntax error,
+    // `sudo for b` runs a program named `for`.)
     let wrapped = safety::judge(&format!("sudo {text}"), &Context::new(Some("nexus"), Source::Llm), policy);
-    if !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
+    if j.rule != "unparseable" && !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
         assert!(wrapped.verdict >= j.verdict || wrapped.rule == "unparseable", "{text:?}: {j:?} vs sudo: {wrapped:?}");
     }
 });

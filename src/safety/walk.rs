@@ -749,7 +749,7 @@ impl Walker<'_> {
                     );
                     return true;
                 }
-                Some(skip_options(
+                let rest = skip_options(
                     args,
                     &[
                         "-u",
@@ -773,7 +773,21 @@ impl Walker<'_> {
                         "-T",
                         "--command-timeout",
                     ],
-                ))
+                );
+                // `sudo NAME=VALUE cmd` sets NAME for cmd: look past the assignments.
+                let assignments = rest
+                    .iter()
+                    .take_while(|a| {
+                        a.as_deref()
+                            .is_some_and(|a| a.contains('=') && !a.starts_with(['=', '-']))
+                    })
+                    .count();
+                for a in rest[..assignments].iter().flatten() {
+                    if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
+                        return true;
+                    }
+                }
+                Some(&rest[assignments..])
             }
             "nice" => Some(skip_options(args, &["-n", "--adjustment"])),
             "ionice" => Some(skip_options(
