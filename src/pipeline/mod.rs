@@ -18,6 +18,8 @@ use crate::domain::ids::{new_id, now_ms};
 use crate::intake::StorageStatus;
 use crate::store::{AlertEventRow, Store};
 
+pub mod hints;
+
 /// Where an event ended up, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disposition {
