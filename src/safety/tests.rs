@@ -470,6 +470,9 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     ("sudo -u root DEBUG=1 rm -rf /etc", B),
     ("sudo LD_PRELOAD=/tmp/x.so ls", B),
     ("sudo DEBUG=1 docker restart frigate", A),
+    ("sudo \u{b}", B),
+    ("$'\t'rm -rf /", B),
+    ("\u{1b}[31mrm -rf /", B),
     // ------------------------------------------------ obfuscation: nesting
     ("sh -c 'rm -rf /'", B),
     ("bash -c \"rm -rf /\"", B),

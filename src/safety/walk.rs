@@ -602,6 +602,13 @@ impl Walker<'_> {
             );
             return;
         };
+        if name.chars().any(char::is_control) {
+            self.block(
+                "dynamic-command",
+                format!("the program name {name:?} contains control characters"),
+            );
+            return;
+        }
         if name != "[" && name.contains(['*', '?', '[']) {
             self.block(
                 "dynamic-command",
