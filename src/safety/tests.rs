@@ -471,6 +471,8 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     ("sudo LD_PRELOAD=/tmp/x.so ls", B),
     ("sudo DEBUG=1 docker restart frigate", A),
     ("sudo \u{b}", B),
+    ("sudo for\u{b}=g id", B),
+    ("env 1X=2 rm -rf /", B),
     ("$'\t'rm -rf /", B),
     ("\u{1b}[31mrm -rf /", B),
     // ------------------------------------------------ obfuscation: nesting

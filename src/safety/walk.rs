@@ -784,13 +784,14 @@ impl Walker<'_> {
                 // `sudo NAME=VALUE cmd` sets NAME for cmd: look past the assignments.
                 let assignments = rest
                     .iter()
-                    .take_while(|a| {
-                        a.as_deref()
-                            .is_some_and(|a| a.contains('=') && !a.starts_with(['=', '-']))
-                    })
+                    .take_while(|a| a.as_deref().is_some_and(looks_like_assignment))
                     .count();
-                for a in rest[..assignments].iter().flatten() {
-                    if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
+                for (k, a) in rest[..assignments].iter().enumerate() {
+                    let a = a.as_deref().unwrap_or("");
+                    if !is_assignment(a) {
+                        // Not a shell identifier: it may be taken as the program too.
+                        self.invocation(&rest[k..], depth + 1, stage);
+                    } else if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
                         return true;
                     }
                 }
@@ -890,8 +891,11 @@ impl Walker<'_> {
                             return self.nested_string(program, Some(&Some(s)), depth, stage);
                         }
                         Some(a) if a.starts_with('-') => i += 1,
-                        Some(a) if a.contains('=') && !a.starts_with('=') => {
-                            if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
+                        Some(a) if looks_like_assignment(a) => {
+                            if !is_assignment(a) {
+                                // env sets it anyway; judge the reading as a program too.
+                                self.invocation(&args[i..], depth + 1, stage);
+                            } else if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
                                 return true;
                             }
                             i += 1;
@@ -1515,6 +1519,24 @@ fn skip_options<'a>(args: &'a [Arg], with_values: &[impl AsRef<str>]) -> &'a [Ar
         }
     }
     &args[i.min(args.len())..]
+}
+
+/// A word sudo and env take for a variable: it has `=`, not first.
+fn looks_like_assignment(word: &str) -> bool {
+    word.find('=').is_some_and(|i| i > 0)
+}
+
+/// `NAME=VALUE` with a valid shell identifier as NAME (what sudo and env treat as a
+/// variable rather than the program).
+fn is_assignment(word: &str) -> bool {
+    let Some((name, _)) = word.split_once('=') else {
+        return false;
+    };
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn display(argv: &[Arg]) -> String {
