@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     // not parse alone can mean something else after `sudo`: `for b` is a syntax error,
     // `sudo for b` runs a program named `for`.)
     let wrapped = safety::judge(&format!("sudo {text}"), &Context::new(Some("nexus"), Source::Llm), policy);
-    if j.rule != "unparseable" && !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
+    // And `sudo NAME=VALUE cmd` makes the first word a variable, not the program.
+    let first_word_sets_a_variable = text.split_whitespace().next().is_some_and(|w| w.contains('='));
+    if j.rule != "unparseable" && !first_word_sets_a_variable && !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
         assert!(wrapped.verdict >= j.verdict || wrapped.rule == "unparseable", "{text:?}: {j:?} vs sudo: {wrapped:?}");
     }
 });
