@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod exec;
 pub mod intake;
+pub mod integrations;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

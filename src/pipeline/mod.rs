@@ -19,6 +19,7 @@ use crate::intake::StorageStatus;
 use crate::store::{AlertEventRow, Store};
 
 pub mod hints;
+pub mod verify;
 
 /// Where an event ended up, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod prometheus;
 mod real_alertmanager;
 
 mod approvals;

@@ -20,7 +20,12 @@ impl Prometheus {
     /// group's `rules:` list, YAML). `None` (with a note) when it is not installed,
     /// except under CI.
     pub fn start(targets: &[String], rules: &str) -> Option<Self> {
-        let ok = Command::new("prometheus").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ok = Command::new("prometheus")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             assert!(!in_ci(), "prometheus is not installed; .ci/run installs it");
             eprintln!("skipping: prometheus is not installed (apt-get install prometheus)");
@@ -28,7 +33,11 @@ impl Prometheus {
         }
         let dir = tempfile::tempdir().unwrap();
         let rules_file = dir.path().join("rules.yml");
-        std::fs::write(&rules_file, format!("groups:\n  - name: test\n    interval: 1s\n    rules:\n{rules}")).unwrap();
+        std::fs::write(
+            &rules_file,
+            format!("groups:\n  - name: test\n    interval: 1s\n    rules:\n{rules}"),
+        )
+        .unwrap();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -44,15 +53,28 @@ impl Prometheus {
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("prometheus.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("prometheus.log")).unwrap(),
+            ))
             .spawn()
             .expect("start prometheus");
-        let p = Self { child, url: format!("http://127.0.0.1:{port}"), dir };
+        let p = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::blocking::get(format!("{}/-/ready", p.url)).map(|r| r.status().is_success()).ok() != Some(true) {
+        while reqwest::blocking::get(format!("{}/-/ready", p.url))
+            .map(|r| r.status().is_success())
+            .ok()
+            != Some(true)
+        {
             assert!(
                 Instant::now() < deadline,
                 "prometheus did not become ready: {}",

@@ -1,0 +1,4 @@
+//! Clients for the systems Jarvis reads from: Prometheus now; Loki, Alertmanager,
+//! Home Assistant and n8n as later work needs them.
+
+pub mod prometheus;
