@@ -473,6 +473,17 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     ("sudo \u{b}", B),
     ("sudo for\u{b}=g id", B),
     ("env 1X=2 rm -rf /", B),
+    // Found by fuzzing: the parser backtracks exponentially on these; refused up front.
+    ("((((((((((((((((((((((((((((((((((((((((((1", B),
+    (
+        "echo $(((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))",
+        B,
+    ),
+    ("echo ((((((((((((((((((((((((((((((((((((((((", B),
+    (
+        "echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo $(echo x))))))))))",
+        B,
+    ),
     ("$'\t'rm -rf /", B),
     ("\u{1b}[31mrm -rf /", B),
     // ------------------------------------------------ obfuscation: nesting

@@ -13,6 +13,25 @@ use super::{Context, Judgement, MAX_COMMAND_BYTES, Policy, Source, Verdict};
 
 /// Nesting (sh -c inside ssh inside sudo ...) deeper than this is blocked.
 const MAX_DEPTH: u32 = 8;
+/// Brackets nested deeper than this are blocked before parsing.
+const MAX_BRACKET_DEPTH: usize = 32;
+
+/// The deepest nesting of ( { [ in the text, quotes ignored (an over-estimate is fine:
+/// it only makes the gate stricter).
+fn bracket_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' | '{' | '[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
 
 const SHELLS: &[&str] = &[
     "sh",
@@ -150,6 +169,22 @@ impl Walker<'_> {
         }
         if text.contains('\0') {
             self.block("unparseable", "the command contains a NUL byte");
+            return;
+        }
+        // Checked before parsing: the parser backtracks exponentially on some
+        // arithmetic and deeply nested input, so a short string could stall the gate.
+        if text.contains("((") {
+            self.block(
+                "arithmetic",
+                "arithmetic expressions (( )) and $(( )) are not supported",
+            );
+            return;
+        }
+        if bracket_depth(text) > MAX_BRACKET_DEPTH {
+            self.block(
+                "too-deep",
+                format!("brackets nested more than {MAX_BRACKET_DEPTH} deep"),
+            );
             return;
         }
         let mut parser = Parser::new(std::io::Cursor::new(text), &parser_options());
