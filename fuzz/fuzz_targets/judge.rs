@@ -22,8 +22,16 @@ fuzz_target!(|data: &[u8]| {
     // `sudo for b` runs a program named `for`.)
     let wrapped = safety::judge(&format!("sudo {text}"), &Context::new(Some("nexus"), Source::Llm), policy);
     // And `sudo NAME=VALUE cmd` makes the first word a variable, not the program.
-    let first_word_sets_a_variable = text.split_whitespace().next().is_some_and(|w| w.contains('='));
-    if j.rule != "unparseable" && !first_word_sets_a_variable && !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
+    // Reserved words (`for`, `coproc`, ...) are only keywords in command position; after
+    // `sudo` they are program names, so the two texts mean different things.
+    const RESERVED: &[&str] = &[
+        "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "in",
+        "function", "select", "time", "coproc", "{", "}", "!", "[[", "]]",
+    ];
+    let first = text.split_whitespace().next().unwrap_or("");
+    let first_word_sets_a_variable = first.contains('=');
+    let keyword = RESERVED.contains(&first);
+    if j.rule != "unparseable" && !first_word_sets_a_variable && !keyword && !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
         assert!(wrapped.verdict >= j.verdict || wrapped.rule == "unparseable", "{text:?}: {j:?} vs sudo: {wrapped:?}");
     }
 });
