@@ -473,7 +473,11 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     ("sudo \u{b}", B),
     ("sudo for\u{b}=g id", B),
     ("env 1X=2 rm -rf /", B),
-    // Found by fuzzing: the parser backtracks exponentially on these; refused up front.
+    // Found by fuzzing: the parser panics on a huge fd number, and backtracks
+    // exponentially on deep arithmetic; both refused before parsing.
+    ("99629999629962>&62", B),
+    ("echo x 2>&1 99999999999>/tmp/x", B),
+    ("echo x 2>/dev/null", D),
     ("((((((((((((((((((((((((((((((((((((((((((1", B),
     (
         "echo $(((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))",

@@ -16,6 +16,30 @@ const MAX_DEPTH: u32 = 8;
 /// Brackets nested deeper than this are blocked before parsing.
 const MAX_BRACKET_DEPTH: usize = 32;
 
+/// Runs a parser call, turning a panic inside the parser into an error: the gate fails
+/// closed (blocks) rather than taking its caller down.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err("the shell parser failed on this input".into()))
+}
+
+/// A run of 10+ digits right before `<` or `>`: brush-parser 0.4 panics converting such
+/// a file descriptor number, so it never reaches the parser.
+fn has_huge_fd_number(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            if run >= 10 && (c == '<' || c == '>') {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    false
+}
+
 /// The deepest nesting of ( { [ in the text, quotes ignored (an over-estimate is fine:
 /// it only makes the gate stricter).
 fn bracket_depth(text: &str) -> usize {
@@ -187,8 +211,18 @@ impl Walker<'_> {
             );
             return;
         }
-        let mut parser = Parser::new(std::io::Cursor::new(text), &parser_options());
-        let program = match parser.parse_program() {
+        if has_huge_fd_number(text) {
+            self.block(
+                "unparseable",
+                "a redirection's file descriptor number is too large",
+            );
+            return;
+        }
+        let parsed = guarded(|| {
+            let mut parser = Parser::new(std::io::Cursor::new(text), &parser_options());
+            parser.parse_program().map_err(|e| e.to_string())
+        });
+        let program = match parsed {
             Ok(p) => p,
             Err(e) => {
                 self.block(
@@ -315,16 +349,17 @@ impl Walker<'_> {
     /// Statically evaluates a word: its text if fully known, judging any command
     /// substitution inside it.
     fn word(&mut self, raw: &str, depth: u32) -> Arg {
-        let pieces = match word::parse(raw, &parser_options()) {
-            Ok(p) => p,
-            Err(e) => {
-                self.block(
-                    "unparseable",
-                    format!("cannot parse the word {raw:?} ({e})"),
-                );
-                return None;
-            }
-        };
+        let pieces =
+            match guarded(|| word::parse(raw, &parser_options()).map_err(|e| e.to_string())) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.block(
+                        "unparseable",
+                        format!("cannot parse the word {raw:?} ({e})"),
+                    );
+                    return None;
+                }
+            };
         let mut out = String::new();
         let known = self.pieces(&pieces, depth, &mut out, false);
         // Unquoted brace expansion ({a,b}, {1..3}) and globs are resolved by the shell
@@ -441,7 +476,10 @@ impl Walker<'_> {
             }
             IoRedirect::HereDocument(fd, doc) => {
                 if doc.requires_expansion {
-                    match word::parse_heredoc(&doc.doc.value, &parser_options()) {
+                    match guarded(|| {
+                        word::parse_heredoc(&doc.doc.value, &parser_options())
+                            .map_err(|e| e.to_string())
+                    }) {
                         Ok(pieces) => {
                             let mut sink = String::new();
                             self.pieces(&pieces, depth, &mut sink, true);
@@ -1594,4 +1632,21 @@ fn display_parts(program: &str, args: &[Arg]) -> String {
     let mut v = vec![Some(program.to_owned())];
     v.extend(args.iter().cloned());
     display(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parser_panic_becomes_an_error() {
+        let r: Result<(), String> = guarded(|| panic!("parser bug"));
+        assert_eq!(r, Err("the shell parser failed on this input".into()));
+        assert!(
+            has_huge_fd_number("1234567890>x")
+                && !has_huge_fd_number("123456789>x")
+                && !has_huge_fd_number("x 99999999999")
+        );
+        assert_eq!(bracket_depth("a ( b { c [ d ] } )"), 3);
+    }
 }
