@@ -476,6 +476,9 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     // Found by fuzzing: the parser panics on a huge fd number, and backtracks
     // exponentially on deep arithmetic; both refused before parsing.
     ("99629999629962>&62", B),
+    ("csh,$( ( << )$n ", B),
+    ("cat <<EOF\nhello\nEOF", B),
+    ("grep x <<< \"$(uptime)\"", D),
     ("echo x 2>&1 99999999999>/tmp/x", B),
     ("echo x 2>/dev/null", D),
     ("((((((((((((((((((((((((((((((((((((((((((1", B),

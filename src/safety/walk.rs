@@ -211,6 +211,16 @@ impl Walker<'_> {
             );
             return;
         }
+        if text.replace("<<<", "").contains("<<") {
+            // brush-parser 0.4's tokenizer can loop, allocating without bound, on a
+            // here-document inside $( ) (found by fuzzing). Here-documents also feed
+            // shells; refusing them costs remediation nothing.
+            self.block(
+                "here-document",
+                "here-documents (<<) are not supported; pass the text as an argument or use <<<",
+            );
+            return;
+        }
         if has_huge_fd_number(text) {
             self.block(
                 "unparseable",
