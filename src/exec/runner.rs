@@ -18,6 +18,9 @@ use crate::domain::ids::{new_id, now_ms};
 use crate::safety::{self, Context, Judgement, Policy, Source, Verdict};
 use crate::store::{ApprovalRow, AuditRow, Store, StoreError};
 
+/// Longest a judgement may take (they take microseconds).
+const JUDGE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Consecutive failures of one action on one host that open its circuit breaker.
 pub const BREAKER_THRESHOLD: u32 = 5;
 /// How long an open breaker refuses before letting one trial through (half-open).
@@ -237,15 +240,50 @@ impl CommandRunner {
         }
     }
 
+    /// Judges on a blocking thread with a deadline: should the shell parser ever hang or
+    /// panic on some input, the command is blocked and the caller carries on.
+    async fn judge_bounded(
+        &self,
+        command: &str,
+        host: &str,
+        source: Source,
+        previously_verified: bool,
+    ) -> Judgement {
+        let (policy, command, host) = (self.policy.clone(), command.to_owned(), host.to_owned());
+        let task = tokio::task::spawn_blocking(move || {
+            let ctx = Context {
+                host: Some(&host),
+                source,
+                previously_verified,
+            };
+            safety::judge(&command, &ctx, &policy)
+        });
+        let failed = |why: &str| Judgement {
+            verdict: Verdict::Blocked,
+            reason: why.to_owned(),
+            rule: "gate-failure".into(),
+        };
+        match tokio::time::timeout(JUDGE_DEADLINE, task).await {
+            Ok(Ok(j)) => j,
+            Ok(Err(_)) => failed("the safety gate failed on this command"),
+            Err(_) => {
+                tracing::error!("The safety gate took too long on a command; it is blocked.");
+                failed("the safety gate took too long on this command")
+            }
+        }
+    }
+
     /// Judges and, when policy allows, runs a command.
     pub async fn submit(&self, req: RunRequest) -> Result<RunOutcome, RunError> {
         let host = self.host(&req.host)?.clone();
-        let ctx = Context {
-            host: Some(&host.name),
-            source: req.source,
-            previously_verified: req.previously_verified,
-        };
-        let j = safety::judge(&req.command, &ctx, &self.policy);
+        let j = self
+            .judge_bounded(
+                &req.command,
+                &host.name,
+                req.source,
+                req.previously_verified,
+            )
+            .await;
         tracing::info!(host = %host.name, source = req.source.as_str(), verdict = %j.verdict, rule = %j.rule, "Command judged.");
         self.audit(AuditRow {
             kind: "judged".into(),
@@ -324,11 +362,9 @@ impl CommandRunner {
         }
         let host = self.host(&a.host)?.clone();
         let source = Source::parse(&a.source).unwrap_or(Source::Llm);
-        let j = safety::judge(
-            &a.command,
-            &Context::new(Some(&host.name), source),
-            &self.policy,
-        );
+        let j = self
+            .judge_bounded(&a.command, &host.name, source, false)
+            .await;
         if j.verdict == Verdict::Blocked {
             if !self
                 .store
