@@ -11,7 +11,14 @@ static POLICY: OnceLock<Policy> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let policy = POLICY.get_or_init(Policy::built_in);
+    let policy = POLICY.get_or_init(|| {
+        // libFuzzer's hook aborts on any panic, even one the gate catches (it guards
+        // its parser calls and blocks). With the default hook, a caught panic is handled
+        // and one escaping `judge` still aborts in libfuzzer-sys's wrapper.
+        let _ = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        Policy::built_in()
+    });
     let j = safety::judge(text, &Context::new(Some("nexus"), Source::Llm), policy);
     assert!(!j.rule.is_empty() && !j.reason.is_empty());
     if j.rule == "unparseable" {

@@ -477,6 +477,7 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     // exponentially on deep arithmetic; both refused before parsing.
     ("99629999629962>&62", B),
     ("csh,$( ( << )$n ", B),
+    ("ls ~2020200022222222222222222222222", B),
     ("cat <<EOF\nhello\nEOF", B),
     ("grep x <<< \"$(uptime)\"", D),
     ("echo x 2>&1 99999999999>/tmp/x", B),
