@@ -366,41 +366,31 @@ impl CommandRunner {
             .judge_bounded(&a.command, &host.name, source, false)
             .await;
         if j.verdict == Verdict::Blocked {
-            if !self
-                .store
-                .decide_approval(id, "blocked", approver, now_ms())
-                .await?
-            {
-                return Err(self.why_not_pending(id).await);
-            }
-            self.audit(Self::approval_audit(
-                "refused",
+            let detail = format!("approval {id} now blocked by policy: {}", j.reason);
+            self.decide(
                 &a,
+                "blocked",
+                approver,
+                "refused",
                 j.verdict.as_str(),
                 &j.rule,
-                approver,
-                format!("approval {id} now blocked by policy: {}", j.reason),
-            ))
-            .await;
+                detail,
+            )
+            .await?;
             let a = self.store.get_approval(id).await?.unwrap_or(a);
             return Ok((a, RunOutcome::Blocked { judgement: j }));
         }
-        if !self
-            .store
-            .decide_approval(id, "approved", approver, now_ms())
-            .await?
-        {
-            return Err(self.why_not_pending(id).await);
-        }
-        self.audit(Self::approval_audit(
-            "approved",
+        let detail = format!("approval {id}");
+        self.decide(
             &a,
+            "approved",
+            approver,
+            "approved",
             j.verdict.as_str(),
             &j.rule,
-            approver,
-            format!("approval {id}"),
-        ))
-        .await;
+            detail,
+        )
+        .await?;
         let outcome = self
             .execute(&host, &a.command, source, j, approver, None)
             .await;
@@ -426,23 +416,43 @@ impl CommandRunner {
 
     pub async fn deny(&self, id: &str, who: &str) -> Result<ApprovalRow, RunError> {
         let a = self.pending(id).await?;
+        let (verdict, rule) = (a.verdict.clone(), a.rule.clone());
+        self.decide(
+            &a,
+            "denied",
+            who,
+            "denied",
+            &verdict,
+            &rule,
+            format!("approval {id}"),
+        )
+        .await?;
+        Ok(self.store.get_approval(id).await?.unwrap_or(a))
+    }
+
+    /// Moves a pending approval to `status` (once: a lost race is an error, and nothing
+    /// runs twice) and audits the decision.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide(
+        &self,
+        a: &ApprovalRow,
+        status: &str,
+        by: &str,
+        kind: &str,
+        verdict: &str,
+        rule: &str,
+        detail: String,
+    ) -> Result<(), RunError> {
         if !self
             .store
-            .decide_approval(id, "denied", who, now_ms())
+            .decide_approval(&a.id, status, by, now_ms())
             .await?
         {
-            return Err(self.why_not_pending(id).await);
+            return Err(self.why_not_pending(&a.id).await);
         }
-        self.audit(Self::approval_audit(
-            "denied",
-            &a,
-            &a.verdict,
-            &a.rule,
-            who,
-            format!("approval {id}"),
-        ))
-        .await;
-        Ok(self.store.get_approval(id).await?.unwrap_or(a))
+        self.audit(Self::approval_audit(kind, a, verdict, rule, by, detail))
+            .await;
+        Ok(())
     }
 
     /// Marks overdue approvals expired (they never run) and audits each.
