@@ -221,6 +221,15 @@ impl Walker<'_> {
             );
             return;
         }
+        if text.contains("${") {
+            // The parser's ${...} rules (subscripts, indirection) backtrack exponentially
+            // on some input (found by fuzzing); `$NAME` covers what remediation needs.
+            self.block(
+                "parameter-expansion",
+                "${...} parameter expansions are not supported; use $NAME",
+            );
+            return;
+        }
         if has_huge_fd_number(text) {
             self.block(
                 "unparseable",
