@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         // its parser calls and blocks). With the default hook, a caught panic is handled
         // and one escaping `judge` still aborts in libfuzzer-sys's wrapper.
         let _ = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
+        std::panic::set_hook(Box::new(|info| {
+            if std::env::var_os("JARVIS_FUZZ_SHOW_PANICS").is_some() {
+                eprintln!("panic: {info}");
+            }
+        }));
         Policy::built_in()
     });
     let j = safety::judge(text, &Context::new(Some("nexus"), Source::Llm), policy);
@@ -35,7 +39,12 @@ fuzz_target!(|data: &[u8]| {
         "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "in",
         "function", "select", "time", "coproc", "{", "}", "!", "[[", "]]",
     ];
-    let first = text.split_whitespace().next().unwrap_or("");
+    // The first word ends at whitespace or a shell metacharacter (`time<f` is `time`).
+    let first = text
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || "<>|&;()".contains(c))
+        .next()
+        .unwrap_or("");
     let first_word_sets_a_variable = first.contains('=');
     let keyword = RESERVED.contains(&first);
     if j.rule != "unparseable" && !first_word_sets_a_variable && !keyword && !text.trim_start().starts_with(['-', '#', '&', '|', ';', '(', ')', '<', '>', '{', '}', '!']) && !text.contains('\n') {
