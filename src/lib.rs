@@ -11,6 +11,7 @@ pub mod domain;
 pub mod exec;
 pub mod intake;
 pub mod integrations;
+pub mod learn;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

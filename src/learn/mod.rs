@@ -1,0 +1,5 @@
+//! Learning: the pattern library (seeded patterns shipped in `patterns/*.toml`, and
+//! patterns learned from verified fixes), how patterns match alerts, and how their
+//! confidence follows outcomes.
+
+pub mod patterns;

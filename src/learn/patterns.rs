@@ -1,0 +1,284 @@
+//! Pattern library files (INTERFACE §5) and matching.
+//!
+//! Confidence rule (documented here because learning depends on it): a pattern's seeded
+//! `confidence` is a Beta prior worth [`PRIOR_WEIGHT`] observations; each verified
+//! success or failure is one more. Confidence is the posterior mean,
+//! `(c·w + successes) / (w + successes + failures)`. A learned pattern skips the LLM only
+//! after at least [`MIN_VERIFIED_SUCCESSES`] verified successes and with confidence at or
+//! above `[remediation] pattern_min_confidence`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::alert::LabelSet;
+use crate::pipeline::hints::{HintError, fill_placeholders, matches};
+
+/// How many observations a seeded prior is worth.
+pub const PRIOR_WEIGHT: f64 = 4.0;
+/// Verified successes a learned pattern needs before it may skip the LLM.
+pub const MIN_VERIFIED_SUCCESSES: u32 = 2;
+
+/// The seeded pattern files, compiled in.
+const SEEDED: &[(&str, &str)] = &[
+    (
+        "patterns/containers.toml",
+        include_str!("../../patterns/containers.toml"),
+    ),
+    (
+        "patterns/services.toml",
+        include_str!("../../patterns/services.toml"),
+    ),
+    (
+        "patterns/system.toml",
+        include_str!("../../patterns/system.toml"),
+    ),
+];
+
+/// One pattern as written in a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternDef {
+    pub alert_name: String,
+    /// Label name → glob (`*` any text). All must match.
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// Target host (placeholders allowed); default: resolved from the alert.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    pub commands: Vec<String>,
+    /// Seeded prior, 0..=1.
+    pub confidence: f64,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternFile {
+    #[serde(default)]
+    pub patterns: Vec<PatternDef>,
+}
+
+/// Parses a pattern file; every problem names the pattern and the key.
+pub fn parse(name: &str, text: &str) -> Result<Vec<PatternDef>, String> {
+    let file: PatternFile = toml::from_str(text).map_err(|e| format!("{name}: {}", e.message()))?;
+    for (i, p) in file.patterns.iter().enumerate() {
+        let at = format!("{name}: patterns[{i}] ({})", p.alert_name);
+        if p.alert_name.trim().is_empty() {
+            return Err(format!("{at}: alert_name must not be empty"));
+        }
+        if p.commands.is_empty() || p.commands.iter().any(|c| c.trim().is_empty()) {
+            return Err(format!(
+                "{at}: commands must list at least one non-empty command"
+            ));
+        }
+        if !(0.0..=1.0).contains(&p.confidence) {
+            return Err(format!(
+                "{at}: confidence {} is not between 0 and 1",
+                p.confidence
+            ));
+        }
+    }
+    Ok(file.patterns)
+}
+
+/// Every seeded pattern.
+pub fn seeded() -> Vec<PatternDef> {
+    SEEDED
+        .iter()
+        .flat_map(|(name, text)| {
+            parse(name, text).expect("seeded patterns are valid (a unit test checks them)")
+        })
+        .collect()
+}
+
+/// A pattern applied to an alert: its commands with placeholders filled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied<'a> {
+    pub pattern: &'a PatternDef,
+    pub host: Option<String>,
+    pub commands: Vec<String>,
+}
+
+/// The first pattern for this alert whose matchers match and whose placeholders can
+/// all be filled; more specific patterns (more matchers) are tried first.
+pub fn find<'a>(
+    alert_name: &str,
+    labels: &LabelSet,
+    patterns: &'a [PatternDef],
+) -> Option<Applied<'a>> {
+    let mut candidates: Vec<&PatternDef> = patterns
+        .iter()
+        .filter(|p| p.alert_name == alert_name && matches(&p.matchers, labels))
+        .collect();
+    candidates.sort_by_key(|p| std::cmp::Reverse(p.matchers.len()));
+    candidates.into_iter().find_map(|p| apply(p, labels).ok())
+}
+
+fn apply<'a>(p: &'a PatternDef, labels: &LabelSet) -> Result<Applied<'a>, HintError> {
+    let commands = p
+        .commands
+        .iter()
+        .map(|c| fill_placeholders(c, labels))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host = if p.host.is_empty() {
+        None
+    } else {
+        // A host is looked up by name, never run: no quoting.
+        let mut h = p.host.clone();
+        for (k, v) in labels {
+            h = h
+                .replace(&format!("{{{{ {k} }}}}"), v)
+                .replace(&format!("{{{{{k}}}}}"), v);
+        }
+        if h.contains("{{") {
+            return Err(HintError::MissingLabel(h));
+        }
+        Some(h)
+    };
+    Ok(Applied {
+        pattern: p,
+        host,
+        commands,
+    })
+}
+
+/// Posterior confidence after `successes` and `failures` verified outcomes.
+pub fn confidence(prior: f64, successes: u32, failures: u32) -> f64 {
+    let (s, f) = (f64::from(successes), f64::from(failures));
+    (prior * PRIOR_WEIGHT + s) / (PRIOR_WEIGHT + s + f)
+}
+
+/// Whether a learned pattern may be used without asking the LLM.
+pub fn skips_llm(prior: f64, verified_successes: u32, failures: u32, min_confidence: f64) -> bool {
+    verified_successes >= MIN_VERIFIED_SUCCESSES
+        && confidence(prior, verified_successes, failures) >= min_confidence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::{self, Context, Policy, Source, Verdict};
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_seeded_library_is_large_valid_and_never_blocked() {
+        let all = seeded();
+        assert!(all.len() >= 40, "{} seeded patterns", all.len());
+        let policy = Policy::built_in();
+        // Fill every placeholder with an ordinary value and judge as the operator would.
+        let sample = |p: &PatternDef| -> LabelSet {
+            let mut l: LabelSet = p
+                .matchers
+                .keys()
+                .map(|k| (k.clone(), "sample".to_owned()))
+                .collect();
+            for c in &p.commands {
+                for part in c.split("{{").skip(1) {
+                    let name = part.split("}}").next().unwrap_or("").trim();
+                    l.entry(name.to_owned())
+                        .or_insert_with(|| "sample".to_owned());
+                }
+            }
+            l
+        };
+        for p in &all {
+            let applied = apply(p, &sample(p)).unwrap_or_else(|e| panic!("{}: {e}", p.alert_name));
+            for cmd in &applied.commands {
+                let j = safety::judge(cmd, &Context::new(None, Source::Operator), &policy);
+                assert!(
+                    matches!(j.verdict, Verdict::Diagnostic | Verdict::Allowed),
+                    "{} ({}): {cmd:?} is {} ({})",
+                    p.alert_name,
+                    p.description,
+                    j.verdict,
+                    j.rule
+                );
+            }
+        }
+        // Certificate expiry is diagnostic only.
+        let cert = all
+            .iter()
+            .find(|p| p.alert_name == "TLSCertExpiringSoon")
+            .unwrap();
+        for cmd in &cert.commands {
+            assert_eq!(
+                safety::judge(cmd, &Context::new(None, Source::Llm), &policy).verdict,
+                Verdict::Diagnostic
+            );
+        }
+    }
+
+    #[test]
+    fn the_most_specific_matching_pattern_wins() {
+        let all = seeded();
+        let a = find("ContainerDown", &labels(&[("container", "frigate")]), &all).unwrap();
+        assert_eq!(a.commands, ["docker start frigate"]);
+        let a = find("DiskSpaceLow", &labels(&[("mountpoint", "/")]), &all).unwrap();
+        assert_eq!(a.commands.len(), 3, "the / pattern is more specific");
+        let a = find("DiskSpaceLow", &labels(&[("mountpoint", "/srv")]), &all).unwrap();
+        assert_eq!(a.commands, ["journalctl --vacuum-size=500M"]);
+        let a = find("WireGuardVPNDown", &labels(&[("interface", "wg1")]), &all).unwrap();
+        assert_eq!(a.commands, ["systemctl restart wg-quick@wg1"]);
+        // A label value cannot add commands: it stays one quoted word.
+        let a = find(
+            "ContainerDown",
+            &labels(&[("container", "x; reboot")]),
+            &all,
+        )
+        .unwrap();
+        assert_eq!(a.commands, ["docker start 'x; reboot'"]);
+        assert!(find("NoSuchAlert", &labels(&[]), &all).is_none());
+        // A pattern whose placeholder has no label is skipped, not half-filled.
+        assert!(find("ComposeServiceDown", &labels(&[("service", "web")]), &all).is_none());
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_the_place_named() {
+        let cases = [
+            (
+                "[[patterns]]\nalert_name = \"A\"\ncommands = []\nconfidence = 0.5\n",
+                "patterns[0] (A): commands",
+            ),
+            (
+                "[[patterns]]\nalert_name = \"A\"\ncommands = [\"x\"]\nconfidence = 1.5\n",
+                "confidence 1.5",
+            ),
+            (
+                "[[patterns]]\nalert_name = \"\"\ncommands = [\"x\"]\nconfidence = 0.5\n",
+                "alert_name must not be empty",
+            ),
+            (
+                "[[patterns]]\nalert_name = \"A\"\ncommand = [\"x\"]\nconfidence = 0.5\n",
+                "unknown field",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse("f.toml", text).unwrap_err();
+            assert!(e.starts_with("f.toml") && e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn confidence_follows_outcomes() {
+        assert!((confidence(0.85, 0, 0) - 0.85).abs() < 1e-9);
+        assert!(confidence(0.85, 1, 0) > 0.85);
+        assert!(confidence(0.85, 0, 1) < 0.85);
+        assert!(confidence(0.5, 100, 0) > 0.98); // (0.5·4 + 100) / 104
+        assert!(confidence(0.9, 0, 100) < 0.05);
+        for (s, f) in [(0, 0), (3, 1), (10, 10), (0, 7)] {
+            let c = confidence(0.7, s, f);
+            assert!((0.0..=1.0).contains(&c));
+        }
+        assert!(!skips_llm(0.9, 1, 0, 0.75), "one success is not enough");
+        assert!(skips_llm(0.9, 2, 0, 0.75));
+        assert!(!skips_llm(0.5, 2, 3, 0.75), "too many failures");
+    }
+}
