@@ -184,12 +184,7 @@ mod tests {
         }
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::alert::labels;
 
     #[test]
     fn resolution_order_and_unknown_hosts() {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::alert::LabelSet;
-use crate::pipeline::hints::{HintError, fill_placeholders, matches};
+use crate::pipeline::hints::{HintError, fill_name, fill_placeholders, matches};
 
 /// How many observations a seeded prior is worth.
 pub const PRIOR_WEIGHT: f64 = 4.0;
@@ -125,17 +125,7 @@ fn apply<'a>(p: &'a PatternDef, labels: &LabelSet) -> Result<Applied<'a>, HintEr
     let host = if p.host.is_empty() {
         None
     } else {
-        // A host is looked up by name, never run: no quoting.
-        let mut h = p.host.clone();
-        for (k, v) in labels {
-            h = h
-                .replace(&format!("{{{{ {k} }}}}"), v)
-                .replace(&format!("{{{{{k}}}}}"), v);
-        }
-        if h.contains("{{") {
-            return Err(HintError::MissingLabel(h));
-        }
-        Some(h)
+        Some(fill_name(&p.host, labels)?)
     };
     Ok(Applied {
         pattern: p,
@@ -161,12 +151,7 @@ mod tests {
     use super::*;
     use crate::safety::{self, Context, Policy, Source, Verdict};
 
-    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::alert::labels;
 
     #[test]
     fn the_seeded_library_is_large_valid_and_never_blocked() {

@@ -52,6 +52,12 @@ pub fn fill_placeholders(template: &str, labels: &LabelSet) -> Result<String, Hi
     fill(template, labels, shell_quote)
 }
 
+/// Fills placeholders with the raw values: only for names that are looked up (a host),
+/// never for anything a shell will see.
+pub fn fill_name(template: &str, labels: &LabelSet) -> Result<String, HintError> {
+    fill(template, labels, str::to_owned)
+}
+
 fn fill(
     template: &str,
     labels: &LabelSet,
@@ -147,7 +153,7 @@ pub fn plan(
         let host = if rule.host.is_empty() {
             None
         } else {
-            Some(fill(&rule.host, labels, str::to_owned)?)
+            Some(fill_name(&rule.host, labels)?)
         };
         return Ok(Some(HintPlan {
             origin: HintOrigin::Rule(i),
@@ -178,12 +184,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::alert::labels;
 
     #[test]
     fn label_values_become_exactly_one_word() {

@@ -75,12 +75,7 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::alert::labels;
 
     fn prom(pairs: &[(&str, &str)], state: &str) -> PromAlert {
         PromAlert {
