@@ -46,11 +46,7 @@ impl Application {
         log_unconfigured(&config);
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&config.database)?);
         tracing::info!(database = %config.database.url, "Opening the database.");
-        let reachable = match store.migrate().await {
-            Ok(()) => store.ping().await,
-            Err(e) => Err(e),
-        };
-        let db_ready = match reachable {
+        let db_ready = match store.ready().await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "Database unreachable at start; running degraded, spooling alerts to disk and reconnecting.");

@@ -649,27 +649,30 @@ impl CommandRunner {
             }
             r
         };
+        let executed = AuditRow {
+            kind: "executed".into(),
+            source: source.as_str().into(),
+            verdict: j.verdict.as_str().into(),
+            rule: j.rule.clone(),
+            host: host.name.clone(),
+            command: command.into(),
+            actor: actor.into(),
+            ..AuditRow::default()
+        };
         match result {
             Ok(o) => {
                 self.breaker_record(&host.name, &action, o.success());
                 tracing::info!(host = %host.name, rule = %j.rule, exit_code = ?o.exit_code, timed_out = o.timed_out, duration_ms = o.duration.as_millis() as u64, "Command executed.");
                 self.audit(AuditRow {
-                    kind: "executed".into(),
-                    source: source.as_str().into(),
-                    verdict: j.verdict.as_str().into(),
-                    rule: j.rule.clone(),
-                    host: host.name.clone(),
-                    command: command.into(),
                     exit_code: o.exit_code.map(i64::from),
                     duration_ms: Some(i64::try_from(o.duration.as_millis()).unwrap_or(i64::MAX)),
                     output_digest: Some(output_digest(&o)),
-                    actor: actor.into(),
                     detail: if o.timed_out {
                         "timed out".into()
                     } else {
                         String::new()
                     },
-                    ..AuditRow::default()
+                    ..executed
                 })
                 .await;
                 RunOutcome::Completed {
@@ -684,15 +687,8 @@ impl CommandRunner {
             Err(e) => {
                 self.breaker_record(&host.name, &action, false);
                 self.audit(AuditRow {
-                    kind: "executed".into(),
-                    source: source.as_str().into(),
-                    verdict: j.verdict.as_str().into(),
-                    rule: j.rule.clone(),
-                    host: host.name.clone(),
-                    command: command.into(),
-                    actor: actor.into(),
                     detail: format!("failed: {e}"),
-                    ..AuditRow::default()
+                    ..executed
                 })
                 .await;
                 RunOutcome::Failed {

@@ -370,11 +370,7 @@ async fn watch_database(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(retry) => {}
         }
-        let reachable = match store.migrate().await {
-            Ok(()) => store.ping().await,
-            Err(e) => Err(e),
-        };
-        match reachable {
+        match store.ready().await {
             Ok(()) => {
                 tracing::info!("Database reachable; replaying any spooled alerts.");
                 status.db_connected.store(true, Ordering::SeqCst);

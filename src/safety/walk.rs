@@ -493,23 +493,10 @@ impl Walker<'_> {
                     }
                 }
             }
-            IoRedirect::HereDocument(fd, doc) => {
-                if doc.requires_expansion {
-                    match guarded(|| {
-                        word::parse_heredoc(&doc.doc.value, &parser_options())
-                            .map_err(|e| e.to_string())
-                    }) {
-                        Ok(pieces) => {
-                            let mut sink = String::new();
-                            self.pieces(&pieces, depth, &mut sink, true);
-                        }
-                        Err(e) => self.block(
-                            "unparseable",
-                            format!("cannot parse the here-document ({e})"),
-                        ),
-                    }
-                }
-                fd.is_none_or(|f| f == 0)
+            // `shell_text` refuses `<<` before parsing; should one arrive anyway, block.
+            IoRedirect::HereDocument(..) => {
+                self.block("here-document", "here-documents (<<) are not supported");
+                true
             }
             IoRedirect::HereString(fd, w) => {
                 self.word(&w.value, depth);

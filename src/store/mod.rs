@@ -133,6 +133,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Applies pending migrations (idempotent; safe with several replicas).
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Ready to take writes: migrated and reachable. What start-up and reconnection
+    /// both wait for.
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.migrate().await?;
+        self.ping().await
+    }
     /// Inserts events in one transaction. For each event, `true` if it was new and
     /// `false` if an event with the same id or (fingerprint, status, starts_at) existed.
     async fn insert_alert_events(&self, events: &[NewAlertEvent]) -> Result<Vec<bool>, StoreError>;

@@ -321,17 +321,7 @@ async fn list_alerts(
     State(s): State<AppState>,
     Query(q): Query<AlertsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None | Some("") => 100,
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit {l:?} must be a whole number from 1 to 1000"
-                )));
-            }
-        },
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(st) => {

@@ -238,27 +238,11 @@ async fn the_host_monitor_marks_a_host_offline_after_three_failures_and_online_a
     config.monitor.online_probe_seconds = 1;
     config.monitor.offline_probe_seconds = 1;
     let app = TestApp::start(config).await;
-    let status = |app: &TestApp| {
-        let app_url = app.url("/hosts");
-        let client = app.client.clone();
-        async move {
-            let v: serde_json::Value = client
-                .get(app_url)
-                .basic_auth(crate::support::USER, Some(crate::support::PASSWORD))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["hosts"][0].clone()
-        }
-    };
     eventually("online", Duration::from_secs(20), || async {
-        (status(&app).await["status"] == "online").then_some(())
+        (host_status(&app).await["status"] == "online").then_some(())
     })
     .await;
-    let h = status(&app).await;
+    let h = host_status(&app).await;
     assert_eq!(
         (h["name"].as_str(), h["host_key_verification"].as_str()),
         (Some("box"), Some("pinned"))
@@ -271,7 +255,7 @@ async fn the_host_monitor_marks_a_host_offline_after_three_failures_and_online_a
 
     sshd.stop();
     let h = eventually("offline", Duration::from_secs(60), || async {
-        let h = status(&app).await;
+        let h = host_status(&app).await;
         (h["status"] == "offline").then_some(h)
     })
     .await;
@@ -291,7 +275,7 @@ async fn the_host_monitor_marks_a_host_offline_after_three_failures_and_online_a
 
     sshd.restart();
     eventually("back online", Duration::from_secs(30), || async {
-        (status(&app).await["status"] == "online").then_some(())
+        (host_status(&app).await["status"] == "online").then_some(())
     })
     .await;
     app.stop().await;
@@ -306,4 +290,9 @@ async fn the_host_monitor_marks_a_host_offline_after_three_failures_and_online_a
             .unwrap();
     let statuses: Vec<&str> = rows.iter().map(|(_, s)| s.as_str()).collect();
     assert_eq!(statuses, ["online", "offline", "online"]);
+}
+
+/// The first host's entry in GET /hosts.
+async fn host_status(app: &crate::support::TestApp) -> serde_json::Value {
+    app.get("/hosts").await.1["hosts"][0].clone()
 }
