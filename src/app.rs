@@ -16,16 +16,29 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::domain::ids::now_ms;
 use crate::exec::monitor::{self, HostMonitor};
 use crate::exec::runner::CommandRunner;
 use crate::exec::ssh::SshExecutor;
 use crate::intake::auth::Credentials;
 use crate::intake::spool::Spool;
 use crate::intake::{self, StorageStatus};
+use crate::learn::library;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Pipeline, RecordOnly, WorkerSettings};
+use crate::notify::{Notifications, Pacing};
+use crate::pipeline::maintenance::Maintenance;
+use crate::pipeline::remediate::{NoPlanner, Planner, Remediator};
+use crate::pipeline::{self, Pipeline, WorkerSettings};
 use crate::store::{Backend, SqlStore, Store};
 use crate::web::{self, AppState};
+
+/// What the worker does with alert events.
+pub enum Work {
+    /// The remediation pipeline, with this planner after patterns and hints.
+    Remediate(Arc<dyn Planner>),
+    /// Another pipeline (tests of the worker itself).
+    Custom(Arc<dyn Pipeline>),
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -37,12 +50,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds with the default pipeline.
+    /// Builds with the remediation pipeline and no LLM planner.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, Arc::new(RecordOnly)).await
+        Self::build_with(config, Work::Remediate(Arc::new(NoPlanner))).await
     }
 
-    pub async fn build_with(config: Config, pipeline: Arc<dyn Pipeline>) -> anyhow::Result<Self> {
+    pub async fn build_with(config: Config, work: Work) -> anyhow::Result<Self> {
         log_unconfigured(&config);
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&config.database)?);
         tracing::info!(database = %config.database.url, "Opening the database.");
@@ -116,6 +129,49 @@ impl Application {
         );
         let expiry = tokio::spawn(expire_approvals(runner.clone(), cancel.clone()));
 
+        let sinks = Notifications::sinks_from_config(&config.notify)?;
+        let (notify, notifier) = Notifications::start(
+            sinks,
+            Pacing::from_config(&config.notify),
+            &config.server.external_url,
+            metrics.clone(),
+            cancel.clone(),
+        );
+        monitor.set_notifications(notify.clone());
+        let maintenance = Arc::new(Maintenance::new(&config, store.clone(), notify.clone())?);
+        let maintenance_expiry = tokio::spawn(
+            maintenance
+                .clone()
+                .run_expiry(Duration::from_secs(5), cancel.clone()),
+        );
+        let retention = tokio::spawn(run_retention(
+            store.clone(),
+            config.database.retention_days,
+            cancel.clone(),
+        ));
+        let config = Arc::new(config);
+        let pipeline: Arc<dyn Pipeline> = match work {
+            Work::Custom(p) => p,
+            Work::Remediate(planner) => {
+                if db_ready {
+                    let n = library::seed(&*store, now_ms()).await?;
+                    tracing::debug!(patterns = n, "Pattern library seeded.");
+                } else {
+                    tokio::spawn(seed_when_ready(store.clone(), cancel.clone()));
+                }
+                Arc::new(Remediator::new(
+                    config.clone(),
+                    store.clone(),
+                    runner.clone(),
+                    monitor.clone(),
+                    maintenance.clone(),
+                    notify.clone(),
+                    metrics.clone(),
+                    planner,
+                )?)
+            }
+        };
+
         let worker = tokio::spawn(pipeline::run_worker(
             store.clone(),
             pipeline,
@@ -140,7 +196,9 @@ impl Application {
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let state = AppState {
             credentials: Arc::new(Credentials::from_config(&config)),
-            config: Arc::new(config),
+            config,
+            maintenance,
+            notify,
             store,
             intake,
             storage,
@@ -151,7 +209,15 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            tasks: vec![watch, worker, probes, expiry],
+            tasks: vec![
+                watch,
+                worker,
+                probes,
+                expiry,
+                notifier,
+                maintenance_expiry,
+                retention,
+            ],
             writer,
             cancel,
             grace,
@@ -219,6 +285,37 @@ async fn expire_approvals(runner: Arc<CommandRunner>, shutdown: CancellationToke
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}
+
+/// Seeds the pattern library once the database is back (it was down at start).
+async fn seed_when_ready(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    loop {
+        if store.ready().await.is_ok() && library::seed(&*store, now_ms()).await.is_ok() {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Deletes history past `[database] retention_days`, hourly.
+async fn run_retention(store: Arc<dyn Store>, days: u32, shutdown: CancellationToken) {
+    if days == 0 {
+        return;
+    }
+    loop {
+        let before = now_ms() - i64::from(days) * 86_400_000;
+        match store.purge(before).await {
+            Ok(p) => tracing::debug!(purged = ?p, "Retention job ran."),
+            Err(e) => tracing::debug!(error = %e, "Cannot run the retention job yet."),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }

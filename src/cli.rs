@@ -29,6 +29,24 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PatternsAction {
+    /// One line per pattern: id, alert, confidence, successes/failures, origin.
+    List {
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every pattern as a pattern file (INTERFACE §5), to stdout or --out.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add the patterns of a pattern file. All or nothing: one bad pattern (unreadable,
+    /// or a command the safety gate blocks) and nothing is imported.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: HTTP API, intake and background work. Applies migrations first.
     Serve {
@@ -66,6 +84,13 @@ pub enum Command {
         /// are quoted so they mean the same words.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// The pattern library: list, export (TOML, with learned confidence) or import.
+    Patterns {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: PatternsAction,
     },
     /// Post a well-formed Alertmanager v4 payload, for trying an installation.
     SendTestAlert(crate::testalert::SendTestAlert),
@@ -165,6 +190,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("migrations applied to {}", loaded.config.database.url);
             store.close().await;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Patterns { config, action } => {
+            let loaded = match load_config(config.as_deref(), None) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            patterns_command(&loaded.config, action).await
         }
         Command::CheckCommand {
             config,
@@ -274,4 +306,100 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+async fn patterns_command(
+    config: &config::Config,
+    action: PatternsAction,
+) -> anyhow::Result<ExitCode> {
+    use crate::learn::{library, patterns};
+    use crate::store::{RemediationStore, Store};
+    let store = crate::store::SqlStore::open(&config.database)?;
+    store
+        .ready()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} (database {})", config.database.url))?;
+    library::seed(&store, crate::domain::ids::now_ms()).await?;
+    let code = match action {
+        PatternsAction::List { json } => {
+            let rows = store.list_patterns().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<24} {:<28} {:>10} {:>9} {:>8}  origin",
+                    "id", "alert", "confidence", "successes", "failures"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<24} {:<28} {:>10.3} {:>9} {:>8}  {}",
+                        r.id,
+                        r.alert_name,
+                        library::row_confidence(r),
+                        r.success_count,
+                        r.failure_count,
+                        r.origin
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        PatternsAction::Export { out } => {
+            let rows = store.list_patterns().await?;
+            let defs = rows
+                .iter()
+                .map(library::def_from_row)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let text = toml::to_string(&patterns::PatternFile { patterns: defs })?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                    eprintln!("exported {} patterns to {}", rows.len(), path.display());
+                }
+                None => print!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+        PatternsAction::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let name = file.display().to_string();
+            let defs = match patterns::parse(&name, &text) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}\nnothing imported");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let policy = crate::safety::Policy::for_config(config)
+                .map_err(|e| anyhow::anyhow!("safety policy: {e}"))?;
+            let problems: Vec<String> = defs
+                .iter()
+                .flat_map(|d| patterns::gate_problems(d, &policy))
+                .collect();
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("error: {name}: {p}");
+                }
+                eprintln!("nothing imported");
+                return Ok(ExitCode::from(2));
+            }
+            let now = crate::domain::ids::now_ms();
+            for d in &defs {
+                let row = library::row_from_def(
+                    library::file_pattern_id("imported", d),
+                    "imported",
+                    d,
+                    now,
+                );
+                store.upsert_pattern(&row).await?;
+            }
+            println!("imported {} patterns from {name}", defs.len());
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
 }

@@ -411,13 +411,34 @@ pub struct SafetyRuleConfig {
     pub hosts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     pub discord: DiscordConfig,
     pub ntfy: ServiceUrl,
     pub slack: SlackConfig,
     pub webhook: ServiceUrl,
+    /// Messages that may go out at once before pacing starts.
+    pub burst: u32,
+    /// After the burst, at most one message per this many milliseconds; whatever
+    /// queues up meanwhile is sent as one digest.
+    pub min_interval_ms: u64,
+    /// Suppressed alerts are summarised per root cause this often.
+    pub summary_interval_seconds: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            discord: DiscordConfig::default(),
+            ntfy: ServiceUrl::default(),
+            slack: SlackConfig::default(),
+            webhook: ServiceUrl::default(),
+            burst: 3,
+            min_interval_ms: 20_000,
+            summary_interval_seconds: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -449,12 +470,59 @@ impl Default for RunbooksConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
     pub hints: Vec<HintRule>,
+    /// While a root fires, these alerts are suppressed. Giving any replaces the
+    /// defaults (the original Jarvis's cascades).
     pub cascade: Vec<CascadeRule>,
+    /// Service → the services it depends on. An alert about a service waits while an
+    /// alert about one of its dependencies is being remediated.
     pub dependencies: BTreeMap<String, Vec<String>>,
+    /// Alerts that a cascade or dependency could explain wait this long after arriving
+    /// before triage, so a root cause delivered in another webhook is seen first.
+    pub settle_seconds: u64,
+    /// Related alerts join a root's incident within this many seconds of it firing.
+    pub correlation_window_seconds: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        let cascade = |root: &str, suppresses: &[&str]| CascadeRule {
+            root: root.into(),
+            suppresses: suppresses.iter().map(|s| (*s).into()).collect(),
+        };
+        let deps = |pairs: &[(&str, &[&str])]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), v.iter().map(|s| (*s).into()).collect()))
+                .collect()
+        };
+        Self {
+            hints: Vec::new(),
+            cascade: vec![
+                cascade(
+                    "WireGuardVPNDown",
+                    &["OutpostDown", "PostgreSQLDown", "SystemDown"],
+                ),
+                cascade(
+                    "OutpostDown",
+                    &["ContainerUnhealthy", "ContainerDown", "ServiceUnreachable"],
+                ),
+            ],
+            dependencies: deps(&[
+                ("grafana", &["prometheus", "loki"]),
+                ("zigbee2mqtt", &["mqtt"]),
+                ("frigate", &["mqtt"]),
+                ("homeassistant", &["mqtt", "postgres"]),
+                ("n8n", &["postgres"]),
+                ("alertmanager", &["prometheus"]),
+            ]),
+            settle_seconds: 5,
+            correlation_window_seconds: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

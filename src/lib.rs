@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod learn;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod safety;
 pub mod store;

@@ -7,6 +7,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::domain::alert::AlertStatus;
@@ -47,8 +48,57 @@ struct OutcomeLabel {
     outcome: WebhookOutcome,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemediationLabels {
+    /// Alert rule names: bounded by the operator's rule files.
+    alert_name: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertNameLabel {
+    alert_name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    /// A suppression reason: maintenance, host_offline, cascade:<configured root>,
+    /// escalation_cooldown.
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: &'static str,
+    result: &'static str,
+}
+
+/// How a remediation ended, for `jarvis_remediation_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemediationStatus {
+    Success,
+    Failure,
+    Escalated,
+    Skipped,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0])
+}
+
 pub struct Metrics {
     registry: Registry,
+    remediation_total: Family<RemediationLabels, Counter>,
+    remediation_duration: Family<AlertNameLabel, Histogram, fn() -> Histogram>,
+    pattern_matches: Family<ResultLabel, Counter>,
+    active_remediations: Gauge,
+    alerts_suppressed: Family<ReasonLabel, Counter>,
+    notifications: Family<SinkLabels, Counter>,
     alerts_received: Family<StatusLabel, Counter>,
     alerts_duplicate: Counter,
     webhook_requests: Family<OutcomeLabel, Counter>,
@@ -102,7 +152,52 @@ impl Metrics {
             "1 when the host answers over SSH, 0 when offline",
             host_up.clone(),
         );
+        let remediation_total = Family::<RemediationLabels, Counter>::default();
+        registry.register(
+            "remediation",
+            "Remediations by alert and how they ended (success means verified or, without Prometheus, exit status)",
+            remediation_total.clone(),
+        );
+        let remediation_duration =
+            Family::<AlertNameLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register(
+            "remediation_duration_seconds",
+            "Time from starting a remediation attempt to its outcome",
+            remediation_duration.clone(),
+        );
+        let pattern_matches = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "pattern_matches",
+            "Planning from the pattern library: hit (a pattern was used) or miss",
+            pattern_matches.clone(),
+        );
+        let active_remediations = Gauge::default();
+        registry.register(
+            "active_remediations",
+            "Alerts being remediated right now",
+            active_remediations.clone(),
+        );
+        let alerts_suppressed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "alerts_suppressed",
+            "Alerts held back by maintenance, offline hosts, cascades and cooldowns",
+            alerts_suppressed.clone(),
+        );
+        let notifications = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by sink and result (sent or dropped)",
+            notifications.clone(),
+        );
         Self {
+            remediation_total,
+            remediation_duration,
+            pattern_matches,
+            active_remediations,
+            alerts_suppressed,
+            notifications,
             host_up,
             registry,
             alerts_received,
@@ -152,12 +247,75 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    pub fn remediation(&self, alert_name: &str, status: RemediationStatus) {
+        let status = match status {
+            RemediationStatus::Success => "success",
+            RemediationStatus::Failure => "failure",
+            RemediationStatus::Escalated => "escalated",
+            RemediationStatus::Skipped => "skipped",
+        };
+        self.remediation_total
+            .get_or_create(&RemediationLabels {
+                alert_name: alert_name.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn remediation_duration(&self, alert_name: &str, seconds: f64) {
+        self.remediation_duration
+            .get_or_create(&AlertNameLabel {
+                alert_name: alert_name.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn pattern_match(&self, hit: bool) {
+        self.pattern_matches
+            .get_or_create(&ResultLabel {
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// Marks one remediation active until the guard drops.
+    pub fn active_remediation(&self) -> ActiveGuard<'_> {
+        self.active_remediations.inc();
+        ActiveGuard(&self.active_remediations)
+    }
+
+    pub fn alert_suppressed(&self, reason: &str) {
+        self.alerts_suppressed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, sink: &'static str, sent: bool) {
+        self.notifications
+            .get_or_create(&SinkLabels {
+                sink,
+                result: if sent { "sent" } else { "dropped" },
+            })
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Decrements `jarvis_active_remediations` when dropped.
+pub struct ActiveGuard<'a>(&'a Gauge);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -173,12 +331,23 @@ mod tests {
         m.alert_received(AlertStatus::Resolved);
         m.set_database_connected(true);
         m.set_spooled_alerts(7);
+        m.remediation("ContainerDown", RemediationStatus::Success);
+        m.remediation_duration("ContainerDown", 7.0);
+        m.pattern_match(true);
+        m.alert_suppressed("maintenance");
+        let active = m.active_remediation();
         let text = m.encode();
+        drop(active);
         for line in [
             "jarvis_alerts_received_total{status=\"firing\"} 2",
             "jarvis_alerts_received_total{status=\"resolved\"} 1",
             "jarvis_database_connected 1",
             "jarvis_spooled_alerts 7",
+            "jarvis_remediation_total{alert_name=\"ContainerDown\",status=\"success\"} 1",
+            "jarvis_remediation_duration_seconds_bucket{le=\"10.0\",alert_name=\"ContainerDown\"} 1",
+            "jarvis_pattern_matches_total{result=\"hit\"} 1",
+            "jarvis_active_remediations 1",
+            "jarvis_alerts_suppressed_total{reason=\"maintenance\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

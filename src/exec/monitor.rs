@@ -99,9 +99,15 @@ pub struct HostMonitor {
     health: RwLock<BTreeMap<String, HostHealth>>,
     metrics: Arc<crate::metrics::Metrics>,
     store: Arc<dyn crate::store::Store>,
+    /// Set once the notifier exists (it is built after the monitor).
+    notify: std::sync::OnceLock<Arc<crate::notify::Notifications>>,
 }
 
 impl HostMonitor {
+    pub fn set_notifications(&self, n: Arc<crate::notify::Notifications>) {
+        let _ = self.notify.set(n);
+    }
+
     pub fn new(
         hosts: &[String],
         metrics: Arc<crate::metrics::Metrics>,
@@ -117,6 +123,7 @@ impl HostMonitor {
             ),
             metrics,
             store,
+            notify: std::sync::OnceLock::new(),
         }
     }
 
@@ -161,6 +168,21 @@ impl HostMonitor {
                     tracing::error!(host = %t.host, reason = %t.reason, "Host offline; its alerts are suppressed until it answers.")
                 }
                 _ => tracing::info!(host = %t.host, "Host online."),
+            }
+            // From `checking` to online is start-up, not news.
+            if let Some(n) = self.notify.get()
+                && !(t.from == HostState::Checking && t.to == HostState::Online)
+            {
+                use crate::notify::{Kind, Message};
+                let (kind, word) = match t.to {
+                    HostState::Offline => (Kind::HostOffline, "offline"),
+                    _ => (Kind::HostOnline, "back online"),
+                };
+                n.send(Message::new(
+                    kind,
+                    format!("Host {} is {word}", t.host),
+                    t.reason.clone(),
+                ));
             }
             if let Err(e) = self
                 .store

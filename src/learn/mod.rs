@@ -2,4 +2,5 @@
 //! patterns learned from verified fixes), how patterns match alerts, and how their
 //! confidence follows outcomes.
 
+pub mod library;
 pub mod patterns;

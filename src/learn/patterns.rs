@@ -134,6 +134,47 @@ fn apply<'a>(p: &'a PatternDef, labels: &LabelSet) -> Result<Applied<'a>, HintEr
     })
 }
 
+/// Labels that fill every placeholder of `p` with an ordinary value, for judging its
+/// commands before any alert exists.
+pub fn sample_labels(p: &PatternDef) -> LabelSet {
+    let mut l: LabelSet = p
+        .matchers
+        .keys()
+        .map(|k| (k.clone(), "sample".to_owned()))
+        .collect();
+    for c in p.commands.iter().chain(std::iter::once(&p.host)) {
+        for part in c.split("{{").skip(1) {
+            let name = part.split("}}").next().unwrap_or("").trim();
+            l.entry(name.to_owned())
+                .or_insert_with(|| "sample".to_owned());
+        }
+    }
+    l
+}
+
+/// Problems that keep a pattern out of the library: placeholders that cannot be
+/// filled, and commands the safety gate blocks even from the operator.
+pub fn gate_problems(p: &PatternDef, policy: &crate::safety::Policy) -> Vec<String> {
+    use crate::safety::{self, Context, Source, Verdict};
+    let applied = match apply(p, &sample_labels(p)) {
+        Ok(a) => a,
+        Err(e) => return vec![format!("{}: {e}", p.alert_name)],
+    };
+    applied
+        .commands
+        .iter()
+        .filter_map(|cmd| {
+            let j = safety::judge(cmd, &Context::new(None, Source::Operator), policy);
+            (j.verdict == Verdict::Blocked).then(|| {
+                format!(
+                    "{}: {cmd:?} is blocked by {} ({})",
+                    p.alert_name, j.rule, j.reason
+                )
+            })
+        })
+        .collect()
+}
+
 /// Posterior confidence after `successes` and `failures` verified outcomes.
 pub fn confidence(prior: f64, successes: u32, failures: u32) -> f64 {
     let (s, f) = (f64::from(successes), f64::from(failures));
@@ -158,24 +199,9 @@ mod tests {
         let all = seeded();
         assert!(all.len() >= 40, "{} seeded patterns", all.len());
         let policy = Policy::built_in();
-        // Fill every placeholder with an ordinary value and judge as the operator would.
-        let sample = |p: &PatternDef| -> LabelSet {
-            let mut l: LabelSet = p
-                .matchers
-                .keys()
-                .map(|k| (k.clone(), "sample".to_owned()))
-                .collect();
-            for c in &p.commands {
-                for part in c.split("{{").skip(1) {
-                    let name = part.split("}}").next().unwrap_or("").trim();
-                    l.entry(name.to_owned())
-                        .or_insert_with(|| "sample".to_owned());
-                }
-            }
-            l
-        };
         for p in &all {
-            let applied = apply(p, &sample(p)).unwrap_or_else(|e| panic!("{}: {e}", p.alert_name));
+            let applied =
+                apply(p, &sample_labels(p)).unwrap_or_else(|e| panic!("{}: {e}", p.alert_name));
             for cmd in &applied.commands {
                 let j = safety::judge(cmd, &Context::new(None, Source::Operator), &policy);
                 assert!(

@@ -19,6 +19,9 @@ use crate::intake::StorageStatus;
 use crate::store::{AlertEventRow, Store};
 
 pub mod hints;
+pub mod maintenance;
+pub mod remediate;
+pub mod triage;
 pub mod verify;
 
 /// Where an event ended up, and why.
@@ -102,7 +105,7 @@ pub async fn run_worker(
                             shutdown.clone(),
                         );
                         running.spawn(async move {
-                            process_one(&*store, &*pipeline, &owner, event, stop).await
+                            process_one(&*store, &*pipeline, &owner, lease_ms, event, stop).await
                         });
                     }
                 }
@@ -136,10 +139,25 @@ async fn process_one(
     store: &dyn Store,
     pipeline: &dyn Pipeline,
     owner: &str,
+    lease_ms: i64,
     event: AlertEventRow,
     shutdown: CancellationToken,
 ) {
-    let d = pipeline.process(&event).await;
+    // A remediation can outlast the lease (approvals, verification): renew the claim
+    // while working, so no other worker takes over a live event.
+    let beat = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000).max(100));
+    let work = pipeline.process(&event);
+    tokio::pin!(work);
+    let d = loop {
+        tokio::select! {
+            d = &mut work => break d,
+            _ = tokio::time::sleep(beat) => {
+                if let Err(e) = store.renew_claim(&event.id, owner, now_ms() + lease_ms).await {
+                    tracing::warn!(error = %e, id = %event.id, "Cannot renew the claim on an alert event.");
+                }
+            }
+        }
+    };
     // The outcome must reach the store; retry while the database is away. On shutdown
     // give up: the event is still claimed-but-unfinished and is processed again after
     // the restart (or by another replica when the lease runs out).

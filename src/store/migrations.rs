@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_alert_events"),
     migration!(2, "0002_host_status_log"),
     migration!(3, "0003_approvals_and_audit"),
+    migration!(4, "0004_remediation"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

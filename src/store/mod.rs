@@ -127,7 +127,7 @@ pub struct AlertFilter {
 /// The storage operations Jarvis needs. Async trait objects so the app can hold one
 /// `Arc<dyn Store>` whatever the backend.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RemediationStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap reachability check.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -147,8 +147,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         filter: &AlertFilter,
     ) -> Result<Vec<AlertEventRow>, StoreError>;
-    /// Claims up to `limit` events in the `received` state that nobody holds (or whose
-    /// holder's lease ran out), oldest first. Each event has one owner at a time.
+    /// Claims up to `limit` events not in a final state that nobody holds (or whose
+    /// holder's lease ran out), oldest first. Each event has one owner at a time, and
+    /// a firing event is not claimed while another event of its fingerprint is held.
     async fn claim_alert_events(
         &self,
         owner: &str,
@@ -255,6 +256,12 @@ macro_rules! on_pool {
         }
     };
 }
+
+mod remediation;
+pub use remediation::{
+    FailureRow, IncidentRow, MaintenanceRow, PatternRow, Purged, RemediationFilter, RemediationRow,
+    RemediationStore, SnapshotRow, Totals,
+};
 
 const EVENT_COLUMNS: &str = "id, fingerprint, status, starts_at, ends_at, alertname, instance, labels, \
      annotations, generator_url, receiver, group_key, state, reason, received_at, updated_at, \
@@ -450,14 +457,22 @@ impl Store for SqlStore {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<AlertEventRow>, StoreError> {
+        // Any event not yet final can be claimed: one whose owner died mid-remediation
+        // resumes. A firing event waits while another event of the same alert is held
+        // (one fingerprint is worked on at a time, across replicas); resolved ones never
+        // wait, since they are what completes a verification in progress.
         // The claim condition is repeated outside the subquery so that, on PostgreSQL,
         // a row another replica claimed meanwhile is re-checked and skipped.
+        let states = remediation::non_final_states();
+        let free = "(claimed_by IS NULL OR claim_expires_at < $3)";
+        let alone = "(status = 'resolved' OR NOT EXISTS (SELECT 1 FROM alert_events o \
+                     WHERE o.fingerprint = alert_events.fingerprint AND o.id <> alert_events.id \
+                     AND o.claimed_by IS NOT NULL AND o.claim_expires_at >= $3))";
         let sql = format!(
             "UPDATE alert_events SET claimed_by = $1, claim_expires_at = $2 \
-             WHERE id IN (SELECT id FROM alert_events WHERE state = 'received' \
-                          AND (claimed_by IS NULL OR claim_expires_at < $3) \
+             WHERE id IN (SELECT id FROM alert_events WHERE state IN {states} AND {free} AND {alone} \
                           ORDER BY received_at, id LIMIT $4) \
-               AND state = 'received' AND (claimed_by IS NULL OR claim_expires_at < $3) \
+               AND state IN {states} AND {free} \
              RETURNING {EVENT_COLUMNS}"
         );
         let _turn = self.write_turn().await;

@@ -34,7 +34,11 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub hosts: Arc<crate::exec::monitor::HostMonitor>,
     pub runner: Arc<crate::exec::runner::CommandRunner>,
+    pub maintenance: Arc<crate::pipeline::maintenance::Maintenance>,
+    pub notify: Arc<crate::notify::Notifications>,
 }
+
+mod remediation;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -51,6 +55,15 @@ pub fn router(state: AppState) -> Router {
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
         .route("/audit", get(list_audit))
+        .route("/remediations", get(remediation::list_remediations))
+        .route("/incidents", get(remediation::list_incidents))
+        .route("/patterns", get(remediation::list_patterns))
+        .route("/patterns/{id}", get(remediation::get_pattern))
+        .route("/analytics", get(remediation::analytics))
+        .route("/statistics", get(remediation::statistics))
+        .route("/maintenance/start", post(remediation::maintenance_start))
+        .route("/maintenance/end", post(remediation::maintenance_end))
+        .route("/maintenance/status", get(remediation::maintenance_status))
         .fallback(not_found)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -152,6 +165,7 @@ async fn not_found() -> ApiError {
 
 async fn health(State(s): State<AppState>) -> Json<Value> {
     let db = s.storage.db_connected();
+    let maintenance = db && matches!(s.maintenance.active().await, Ok(w) if !w.is_empty());
     let (limit, usage) = s.runner.rate_usage();
     let offline: Vec<String> = s
         .hosts
@@ -165,7 +179,7 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "database": s.store.backend().as_str(),
         "database_connected": db,
-        "maintenance_mode": false,
+        "maintenance_mode": maintenance,
         "llm": s.config.llm.provider,
         "spooled_alerts": s.storage.spooled_events(),
         "hosts_offline": offline,
@@ -443,11 +457,11 @@ async fn list_approvals(
     if let Some(st) = status
         && !matches!(
             st,
-            "pending" | "approved" | "denied" | "expired" | "blocked"
+            "pending" | "approved" | "denied" | "expired" | "blocked" | "superseded"
         )
     {
         return Err(ApiError::BadRequest(format!(
-            "status {st:?} is not one of pending, approved, denied, expired, blocked"
+            "status {st:?} is not one of pending, approved, denied, expired, blocked, superseded"
         )));
     }
     let rows = s

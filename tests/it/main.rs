@@ -7,6 +7,7 @@ mod real_alertmanager;
 
 mod approvals;
 mod cli;
+mod drills;
 mod durability;
 mod ssh;
 mod store;

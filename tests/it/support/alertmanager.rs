@@ -40,6 +40,11 @@ impl Alertmanager {
     /// Starts Alertmanager delivering every alert at once to `webhook_url` with Basic
     /// auth. `None` (with a note) when it is not installed, except under CI.
     pub fn start(webhook_url: &str, user: &str, password: &str) -> Option<Self> {
+        Self::start_on(free_port(), webhook_url, user, password)
+    }
+
+    /// Like `start`, on a port chosen beforehand (Prometheus must know it first).
+    pub fn start_on(port: u16, webhook_url: &str, user: &str, password: &str) -> Option<Self> {
         let Some(bin) = binary() else {
             assert!(
                 !in_ci(),
@@ -61,7 +66,6 @@ impl Alertmanager {
             ),
         )
         .unwrap();
-        let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

@@ -5,13 +5,15 @@
 pub mod alertmanager;
 pub mod prometheus;
 pub mod proxy;
+pub mod receiver;
+pub mod service;
 pub mod sshd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jarvis::app::Application;
+use jarvis::app::{Application, Work};
 use jarvis::config::{Config, DatabaseUrl, Secret};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -131,6 +133,7 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Starts with the record-only pipeline (tests of intake, storage, the API).
     pub async fn start(config: Config) -> Self {
         Self::start_with(config, std::sync::Arc::new(jarvis::pipeline::RecordOnly)).await
     }
@@ -139,8 +142,21 @@ impl TestApp {
         config: Config,
         pipeline: std::sync::Arc<dyn jarvis::pipeline::Pipeline>,
     ) -> Self {
+        Self::start_work(config, Work::Custom(pipeline)).await
+    }
+
+    /// Starts with the real remediation pipeline (no LLM).
+    pub async fn start_remediating(config: Config) -> Self {
+        Self::start_work(
+            config,
+            Work::Remediate(std::sync::Arc::new(jarvis::pipeline::remediate::NoPlanner)),
+        )
+        .await
+    }
+
+    pub async fn start_work(config: Config, work: Work) -> Self {
         jarvis::install_crypto_provider();
-        let app = Application::build_with(config, pipeline)
+        let app = Application::build_with(config, work)
             .await
             .expect("application builds");
         let addr = app.local_addr();
@@ -192,6 +208,19 @@ impl TestApp {
     }
 
     /// POSTs a webhook payload the way Alertmanager does.
+    /// An authenticated API POST with a JSON body (may be empty).
+    pub async fn api_post(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let resp = self
+            .post(
+                path,
+                body.to_owned(),
+                Some("application/json"),
+                Some((USER, PASSWORD)),
+            )
+            .await;
+        json_of(resp).await
+    }
+
     pub async fn post_webhook(&self, body: &str) -> (StatusCode, Value) {
         let resp = self
             .post(

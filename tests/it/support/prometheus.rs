@@ -20,6 +20,16 @@ impl Prometheus {
     /// group's `rules:` list, YAML). `None` (with a note) when it is not installed,
     /// except under CI.
     pub fn start(targets: &[String], rules: &str) -> Option<Self> {
+        Self::start_alerting(targets, rules, None)
+    }
+
+    /// Like `start`, sending alerts to the Alertmanager at `alertmanager` (host:port;
+    /// it may start later: Prometheus keeps retrying).
+    pub fn start_alerting(
+        targets: &[String],
+        rules: &str,
+        alertmanager: Option<&str>,
+    ) -> Option<Self> {
         let ok = Command::new("prometheus")
             .arg("--version")
             .stdout(Stdio::null())
@@ -47,7 +57,9 @@ impl Prometheus {
                  rule_files:\n  - {}\nscrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: [{}]\n",
                 rules_file.display(),
                 targets.join(", ")
-            ),
+            ) + &alertmanager
+                .map(|am| format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"))
+                .unwrap_or_default(),
         )
         .unwrap();
         let port = free_port();

@@ -1,0 +1,544 @@
+//! Drills: a real service breaks, real Prometheus fires, real Alertmanager delivers,
+//! Jarvis fixes it over real SSH and verifies it in Prometheus (issue 4 §10).
+
+use std::time::Duration;
+
+use jarvis::config::{CascadeRule, Config, Secret};
+use serde_json::Value;
+
+use crate::support::alertmanager::{Alertmanager, free_port};
+use crate::support::prometheus::Prometheus;
+use crate::support::receiver::{self, Received};
+use crate::support::service::Service;
+use crate::support::sshd::Sshd;
+use crate::support::{Backend, PASSWORD, TestApp, TestEnv, USER, eventually};
+
+const HOST: &str = "drillbox";
+
+struct Drill {
+    app: TestApp,
+    svc: Service,
+    received: Received,
+    am: Alertmanager,
+    _prom: Prometheus,
+    _sshd: Sshd,
+    _env: TestEnv,
+}
+
+/// An alert rule firing while the drill service is down, routed to the drill host.
+fn down_rule(name: &str, annotations: &str) -> String {
+    format!(
+        "      - alert: {name}\n        expr: up{{job=\"svc\"}} == 0\n        labels:\n          severity: critical\n\
+         \x20         remediation_host: {HOST}\n        annotations:\n          summary: drill service down\n{annotations}"
+    )
+}
+
+fn hint(commands: &str) -> String {
+    format!("          remediation_commands: \"{commands}\"\n")
+}
+
+impl Drill {
+    /// Starts the service, sshd, Prometheus (with `rules(&service)`), Jarvis (after
+    /// `tweak`) and Alertmanager. `None` when a component is missing outside CI.
+    async fn start(
+        rules: impl FnOnce(&Service) -> String,
+        tweak: impl FnOnce(&mut Config, &Service),
+    ) -> Option<Self> {
+        jarvis::install_crypto_provider();
+        let sshd = Sshd::start()?;
+        let svc = Service::start();
+        let am_port = free_port();
+        let (target, rules) = (svc.target(), rules(&svc));
+        let prom = tokio::task::spawn_blocking(move || {
+            Prometheus::start_alerting(&[target], &rules, Some(&format!("127.0.0.1:{am_port}")))
+        })
+        .await
+        .unwrap()?;
+        let (discord, received) = receiver::discord().await;
+        let env = TestEnv::new(Backend::Sqlite).await?;
+        let mut c = env.config();
+        c.hosts = vec![sshd.host(HOST)];
+        c.prometheus.url = prom.url.clone();
+        c.alertmanager.url = format!("http://127.0.0.1:{am_port}");
+        c.verification.poll_interval_seconds = 1;
+        c.verification.max_wait_seconds = 30;
+        c.notify.discord.webhook_url = Secret::new(&discord);
+        c.notify.min_interval_ms = 0;
+        c.notify.summary_interval_seconds = 1;
+        c.rules.settle_seconds = 0;
+        c.server.external_url = "http://jarvis.test:8000".into();
+        tweak(&mut c, &svc);
+        let app = TestApp::start_remediating(c).await;
+        let webhook = app.url("/webhook");
+        let am = tokio::task::spawn_blocking(move || {
+            Alertmanager::start_on(am_port, &webhook, USER, PASSWORD)
+        })
+        .await
+        .unwrap()?;
+        Some(Self {
+            app,
+            svc,
+            received,
+            am,
+            _prom: prom,
+            _sshd: sshd,
+            _env: env,
+        })
+    }
+
+    async fn remediations(&self) -> Vec<Value> {
+        let (_, body) = self.app.get("/remediations").await;
+        body["remediations"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for the newest firing event of `alertname` to reach a final state.
+    async fn final_event(&self, alertname: &str, within: Duration) -> Value {
+        eventually(
+            &format!("{alertname} reaches a final state"),
+            within,
+            || async {
+                self.app
+                    .alerts(&format!("&alertname={alertname}"))
+                    .await
+                    .into_iter()
+                    .find(|a| a["status"] == "firing")
+                    .filter(|a| {
+                        [
+                            "resolved",
+                            "suppressed",
+                            "escalated",
+                            "failed",
+                            "deduplicated",
+                        ]
+                        .contains(&a["state"].as_str().unwrap_or(""))
+                    })
+            },
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_a_a_killed_service_is_restarted_by_its_hint_and_verified() {
+    let Some(d) = Drill::start(
+        |svc| {
+            down_rule(
+                "DrillServiceDown",
+                &hint(&format!("{} start", svc.script().display())),
+            )
+        },
+        |_, _| {},
+    )
+    .await
+    else {
+        return;
+    };
+    d.svc.kill();
+    let fixed = eventually("a verified fix", Duration::from_secs(90), || async {
+        d.remediations()
+            .await
+            .into_iter()
+            .find(|r| r["success"] == true)
+    })
+    .await;
+    assert_eq!(fixed["verified"], true, "{fixed}");
+    assert_eq!(fixed["source"], "hint");
+    assert_eq!(fixed["host"], HOST);
+    assert!(d.svc.is_up(), "the service runs again");
+    let event = d
+        .final_event("DrillServiceDown", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["state"], "resolved", "{event}");
+    eventually("Discord got the fix", Duration::from_secs(10), || async {
+        d.received
+            .texts()
+            .into_iter()
+            .find(|t| t.contains("Fixed and verified: DrillServiceDown"))
+    })
+    .await;
+    // The verified hint became a learned pattern.
+    let (_, patterns) = d.app.get("/patterns").await;
+    let learned: Vec<&Value> = patterns["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["origin"] == "learned" && p["alert_name"] == "DrillServiceDown")
+        .collect();
+    assert_eq!(learned.len(), 1, "{patterns}");
+    assert_eq!(learned[0]["verified_successes"], 1);
+    let metrics = d.app.metrics().await;
+    assert!(
+        metrics.contains(
+            "jarvis_remediation_total{alert_name=\"DrillServiceDown\",status=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_b_a_library_pattern_fixes_it_without_a_hint() {
+    let Some(d) = Drill::start(|_| down_rule("DrillServiceDown", ""), |_, _| {}).await else {
+        return;
+    };
+    // The operator adds a pattern to the library with the real CLI.
+    let file = d.svc.dir.path().join("drill-patterns.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[patterns]]\nalert_name = \"DrillServiceDown\"\nmatch = {{ job = \"svc\" }}\nhost = \"{{{{ remediation_host }}}}\"\n\
+             commands = [\"{} start\"]\nconfidence = 0.9\ndescription = \"Start the drill service\"\n",
+            d.svc.script().display()
+        ),
+    )
+    .unwrap();
+    let db = d._env.db_url.clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jarvis"))
+        .args(["patterns", "import"])
+        .arg(&file)
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.svc.kill();
+    let fixed = eventually("a verified fix", Duration::from_secs(90), || async {
+        d.remediations()
+            .await
+            .into_iter()
+            .find(|r| r["success"] == true)
+    })
+    .await;
+    assert_eq!(
+        (fixed["source"].as_str(), fixed["verified"].as_bool()),
+        (Some("pattern"), Some(true)),
+        "{fixed}"
+    );
+    let id = fixed["pattern_id"].as_str().unwrap().to_owned();
+    let (_, p) = d.app.get(&format!("/patterns/{id}")).await;
+    assert_eq!(p["origin"], "imported");
+    assert_eq!(p["success_count"], 1, "{p}");
+    assert_eq!(p["history"].as_array().unwrap().len(), 1);
+    assert!(d.svc.is_up());
+    assert!(
+        d.app
+            .metrics()
+            .await
+            .contains("jarvis_pattern_matches_total{result=\"hit\"} 1")
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_c_nothing_runs_during_maintenance() {
+    let Some(d) = Drill::start(
+        |svc| {
+            down_rule(
+                "DrillServiceDown",
+                &hint(&format!("{} start", svc.script().display())),
+            )
+        },
+        // Without [alertmanager] url there is no silence, so the alert reaches Jarvis.
+        |c, _| c.alertmanager.url.clear(),
+    )
+    .await
+    else {
+        return;
+    };
+    let (code, w) = d
+        .app
+        .api_post(
+            &format!(
+                "/maintenance/start?host={HOST}&reason=drill&created_by=test&duration_minutes=10"
+            ),
+            "",
+        )
+        .await;
+    assert_eq!(code, 200, "{w}");
+    let (_, status) = d.app.get("/maintenance/status").await;
+    assert_eq!(status["count"], 1);
+    assert_eq!(d.app.health().await["maintenance_mode"], true);
+    d.svc.kill();
+    let event = d
+        .final_event("DrillServiceDown", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        (event["state"].as_str(), event["reason"].as_str()),
+        (Some("suppressed"), Some("maintenance")),
+        "{event}"
+    );
+    assert!(d.remediations().await.is_empty(), "nothing ran");
+    assert!(!d.svc.is_up());
+    let (code, ended) = d
+        .app
+        .api_post(&format!("/maintenance/end?host={HOST}"), "")
+        .await;
+    assert_eq!((code.as_u16(), ended["count"].as_i64()), (200, Some(1)));
+    d.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_windows_create_and_expire_alertmanager_silences() {
+    let Some(d) = Drill::start(|_| down_rule("DrillServiceDown", ""), |_, _| {}).await else {
+        return;
+    };
+    let (code, w) = d
+        .app
+        .api_post("/maintenance/start?reason=upgrade&duration_minutes=5", "")
+        .await;
+    assert_eq!(code, 200, "{w}");
+    let id = w["window"]["silence_id"]
+        .as_str()
+        .expect("a silence was created")
+        .to_owned();
+    let silence = |id: String, url: String| async move {
+        reqwest::get(format!("{url}/api/v2/silence/{id}"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let s = silence(id.clone(), d.am.url.clone()).await;
+    assert_eq!(s["status"]["state"], "active", "{s}");
+    assert_eq!(s["matchers"][0]["name"], "alertname");
+    let (code, _) = d.app.api_post("/maintenance/end", "").await;
+    assert_eq!(code, 200);
+    let s = silence(id, d.am.url.clone()).await;
+    assert_eq!(s["status"]["state"], "expired", "{s}");
+    // Bad requests change nothing.
+    let (code, e) = d
+        .app
+        .api_post("/maintenance/start?host=nosuchhost", "")
+        .await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("drillbox"), "{e}");
+    let (code, _) = d
+        .app
+        .api_post("/maintenance/start?duration_minutes=0", "")
+        .await;
+    assert_eq!(code, 400);
+    let (_, status) = d.app.get("/maintenance/status").await;
+    assert_eq!(status["count"], 0);
+    d.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_d_a_cascade_remediates_only_the_root_and_summarises_once() {
+    let Some(d) = Drill::start(
+        |svc| {
+            // The root's fix takes a while, so the dependent is seen while the root fires.
+            down_rule(
+                "DrillRoot",
+                &hint(&format!("sleep 6; {} start", svc.script().display())),
+            ) + &down_rule(
+                "DrillDependent",
+                &hint(&format!("{} start", svc.script().display())),
+            )
+        },
+        |c, _| {
+            c.rules.cascade = vec![CascadeRule {
+                root: "DrillRoot".into(),
+                suppresses: vec!["DrillDependent".into()],
+            }];
+            c.rules.settle_seconds = 2;
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    d.svc.kill();
+    let dependent = d
+        .final_event("DrillDependent", Duration::from_secs(90))
+        .await;
+    assert_eq!(
+        (dependent["state"].as_str(), dependent["reason"].as_str()),
+        (Some("suppressed"), Some("cascade:DrillRoot")),
+        "{dependent}"
+    );
+    let fixed = eventually("the root is fixed", Duration::from_secs(90), || async {
+        d.remediations()
+            .await
+            .into_iter()
+            .find(|r| r["success"] == true)
+    })
+    .await;
+    assert_eq!(fixed["alert_name"], "DrillRoot");
+    assert!(
+        d.remediations()
+            .await
+            .iter()
+            .all(|r| r["alert_name"] == "DrillRoot")
+    );
+    let (_, incidents) = d.app.get("/incidents").await;
+    let inc = &incidents["incidents"][0];
+    assert_eq!(inc["root_cause_alert"], "DrillRoot", "{incidents}");
+    assert_eq!(inc["related_alerts"][0]["alertname"], "DrillDependent");
+    assert_eq!(inc["correlation_type"], "cascade");
+    eventually(
+        "one suppression summary",
+        Duration::from_secs(15),
+        || async {
+            let n = d
+                .received
+                .texts()
+                .iter()
+                .filter(|t| t.contains("suppressed: cascade:DrillRoot"))
+                .count();
+            (n >= 1).then_some(n)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let summaries = d
+        .received
+        .texts()
+        .iter()
+        .filter(|t| t.contains("suppressed: cascade:DrillRoot"))
+        .count();
+    assert_eq!(summaries, 1, "{:?}", d.received.texts());
+    assert!(
+        d.app
+            .metrics()
+            .await
+            .contains("jarvis_alerts_suppressed_total{reason=\"cascade:DrillRoot\"} 1")
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_e_a_fix_that_does_not_work_escalates_once() {
+    let Some(d) = Drill::start(
+        |svc| {
+            down_rule(
+                "DrillServiceDown",
+                &hint(&format!("{} noop", svc.script().display())),
+            )
+        },
+        |c, _| {
+            c.remediation.max_attempts_per_alert = 2;
+            c.verification.max_wait_seconds = 4;
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    d.svc.kill();
+    let event = d
+        .final_event("DrillServiceDown", Duration::from_secs(90))
+        .await;
+    assert_eq!(event["state"], "escalated", "{event}");
+    assert!(
+        event["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("attempts exhausted: 2 of 2"),
+        "{event}"
+    );
+    let attempts = d.remediations().await;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts.iter().all(|a| {
+        a["success"] == false
+            && a["verification_message"]
+                .as_str()
+                .unwrap()
+                .starts_with("still firing")
+    }));
+    eventually(
+        "the escalation arrives",
+        Duration::from_secs(10),
+        || async {
+            d.received
+                .texts()
+                .into_iter()
+                .find(|t| t.contains("Escalated: DrillServiceDown"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let escalations = d
+        .received
+        .texts()
+        .iter()
+        .filter(|t| t.contains("Escalated: DrillServiceDown"))
+        .count();
+    assert_eq!(escalations, 1, "{:?}", d.received.texts());
+    d.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_f_an_approval_required_fix_waits_for_a_person() {
+    let Some(d) = Drill::start(
+        |svc| {
+            let s = svc.script().display().to_string();
+            down_rule(
+                "DrillServiceDown",
+                &hint(&format!("chmod 755 {s}; {s} start")),
+            )
+        },
+        |_, _| {},
+    )
+    .await
+    else {
+        return;
+    };
+    d.svc.kill();
+    let waiting = eventually(
+        "the alert awaits approval",
+        Duration::from_secs(60),
+        || async {
+            d.app
+                .alerts("&alertname=DrillServiceDown")
+                .await
+                .into_iter()
+                .find(|a| a["state"] == "awaiting_approval")
+        },
+    )
+    .await;
+    assert!(
+        waiting["reason"].as_str().unwrap().contains("chmod 755"),
+        "{waiting}"
+    );
+    assert!(!d.svc.is_up(), "nothing ran past the approval");
+    let (_, pending) = d.app.get("/approvals?status=pending").await;
+    let id = pending["approvals"][0]["id"].as_str().unwrap().to_owned();
+    eventually(
+        "Discord asks for approval",
+        Duration::from_secs(10),
+        || async {
+            d.received
+                .texts()
+                .into_iter()
+                .find(|t| t.contains("Approval needed") && t.contains(&id))
+        },
+    )
+    .await;
+    let (code, body) = d
+        .app
+        .api_post(&format!("/approvals/{id}/approve"), "{\"by\": \"jordan\"}")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let fixed = eventually(
+        "the approved fix verifies",
+        Duration::from_secs(60),
+        || async {
+            d.remediations()
+                .await
+                .into_iter()
+                .find(|r| r["success"] == true)
+        },
+    )
+    .await;
+    assert_eq!(fixed["verified"], true);
+    assert!(d.svc.is_up());
+    let event = d
+        .final_event("DrillServiceDown", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["state"], "resolved");
+    d.app.stop().await;
+}
