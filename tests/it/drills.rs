@@ -86,6 +86,17 @@ impl Drill {
         })
     }
 
+    /// Waits for the first successful remediation.
+    async fn successful_fix(&self, within: Duration) -> Value {
+        eventually("a successful fix", within, || async {
+            self.remediations()
+                .await
+                .into_iter()
+                .find(|r| r["success"] == true)
+        })
+        .await
+    }
+
     async fn remediations(&self) -> Vec<Value> {
         let (_, body) = self.app.get("/remediations").await;
         body["remediations"].as_array().cloned().unwrap_or_default()
@@ -134,13 +145,7 @@ async fn drill_a_a_killed_service_is_restarted_by_its_hint_and_verified() {
         return;
     };
     d.svc.kill();
-    let fixed = eventually("a verified fix", Duration::from_secs(90), || async {
-        d.remediations()
-            .await
-            .into_iter()
-            .find(|r| r["success"] == true)
-    })
-    .await;
+    let fixed = d.successful_fix(Duration::from_secs(90)).await;
     assert_eq!(fixed["verified"], true, "{fixed}");
     assert_eq!(fixed["source"], "hint");
     assert_eq!(fixed["host"], HOST);
@@ -205,13 +210,7 @@ async fn drill_b_a_library_pattern_fixes_it_without_a_hint() {
         String::from_utf8_lossy(&out.stderr)
     );
     d.svc.kill();
-    let fixed = eventually("a verified fix", Duration::from_secs(90), || async {
-        d.remediations()
-            .await
-            .into_iter()
-            .find(|r| r["success"] == true)
-    })
-    .await;
+    let fixed = d.successful_fix(Duration::from_secs(90)).await;
     assert_eq!(
         (fixed["source"].as_str(), fixed["verified"].as_bool()),
         (Some("pattern"), Some(true)),
@@ -360,13 +359,7 @@ async fn drill_d_a_cascade_remediates_only_the_root_and_summarises_once() {
         (Some("suppressed"), Some("cascade:DrillRoot")),
         "{dependent}"
     );
-    let fixed = eventually("the root is fixed", Duration::from_secs(90), || async {
-        d.remediations()
-            .await
-            .into_iter()
-            .find(|r| r["success"] == true)
-    })
-    .await;
+    let fixed = d.successful_fix(Duration::from_secs(90)).await;
     assert_eq!(fixed["alert_name"], "DrillRoot");
     assert!(
         d.remediations()
