@@ -425,7 +425,8 @@ impl Remediator {
         }
     }
 
-    async fn plan(&self, ctx: &Ctx<'_>) -> Result<Option<Plan>, String> {
+    /// The first plan that applies; `Err` says why there is none.
+    async fn plan(&self, ctx: &Ctx<'_>) -> Result<Plan, String> {
         let c = &self.config;
         let rows = self
             .store
@@ -451,14 +452,14 @@ impl Remediator {
                 continue;
             }
             self.metrics.pattern_match(true);
-            return Ok(Some(Plan {
+            return Ok(Plan {
                 source: PlanSource::Pattern,
                 host: cand.host,
                 learned: cand.row.origin == "learned",
                 pattern_id: Some(cand.row.id.clone()),
                 description: cand.row.description.clone(),
                 commands: cand.commands,
-            }));
+            });
         }
         self.metrics.pattern_match(false);
         match hints::plan(
@@ -468,7 +469,7 @@ impl Remediator {
             c.remediation.execute_alert_hints,
         ) {
             Ok(Some(h)) if !self.known_failure(ctx, &h.commands).await => {
-                return Ok(Some(Plan {
+                return Ok(Plan {
                     source: PlanSource::Hint,
                     host: h.host,
                     commands: h.commands,
@@ -478,7 +479,7 @@ impl Remediator {
                         hints::HintOrigin::Rule(i) => format!("routing rule rules.hints[{i}]"),
                         hints::HintOrigin::Alert => "the alert's remediation_commands".into(),
                     },
-                }));
+                });
             }
             Ok(Some(_)) => skipped_known.push("hint".into()),
             Ok(None) => {}
@@ -503,7 +504,7 @@ impl Remediator {
             if self.known_failure(ctx, &p.commands).await {
                 skipped_known.push(self.planner.name().into());
             } else {
-                return Ok(Some(p));
+                return Ok(p);
             }
         }
         if skipped_known.is_empty() {
@@ -1251,8 +1252,7 @@ impl Remediator {
                     .await;
             }
             let plan = match self.plan(ctx).await {
-                Ok(Some(p)) => p,
-                Ok(None) => unreachable!("plan() reports nothing as an error"),
+                Ok(p) => p,
                 Err(why) => {
                     let reason = match last_failure {
                         Some(f) => format!("{why}; last failure: {f}"),
