@@ -17,10 +17,11 @@ const HOST: &str = "drillbox";
 
 struct Drill {
     app: TestApp,
+    config: Config,
     svc: Service,
     received: Received,
     am: Alertmanager,
-    _prom: Prometheus,
+    prom: Prometheus,
     _sshd: Sshd,
     _env: TestEnv,
 }
@@ -68,7 +69,7 @@ impl Drill {
         c.rules.settle_seconds = 0;
         c.server.external_url = "http://jarvis.test:8000".into();
         tweak(&mut c, &svc);
-        let app = TestApp::start_remediating(c).await;
+        let app = TestApp::start_remediating(c.clone()).await;
         let webhook = app.url("/webhook");
         let am = tokio::task::spawn_blocking(move || {
             Alertmanager::start_on(am_port, &webhook, USER, PASSWORD)
@@ -77,13 +78,50 @@ impl Drill {
         .unwrap()?;
         Some(Self {
             app,
+            config: c,
             svc,
             received,
             am,
-            _prom: prom,
+            prom,
             _sshd: sshd,
             _env: env,
         })
+    }
+
+    /// Stops Jarvis the way a crash would leave things (work in flight is abandoned
+    /// after a 1 s grace) and starts it again on the same database after `tweak`.
+    async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
+        self.app.stop_in_place().await;
+        tweak(&mut self.config);
+        self.app = TestApp::start_remediating(self.config.clone()).await;
+        self
+    }
+
+    /// Whether Prometheus currently lists `alertname` as firing.
+    async fn firing_in_prometheus(&self, alertname: &str) -> bool {
+        let body: Value = reqwest::get(format!("{}/api/v1/alerts", self.prom.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["labels"]["alertname"] == alertname && a["state"] == "firing")
+    }
+
+    /// Waits for the newest firing event of `alertname` to be in `state`.
+    async fn event_in(&self, alertname: &str, state: &str, within: Duration) -> Value {
+        eventually(&format!("{alertname} is {state}"), within, || async {
+            self.app
+                .alerts(&format!("&alertname={alertname}"))
+                .await
+                .into_iter()
+                .find(|a| a["status"] == "firing" && a["state"] == state)
+        })
+        .await
     }
 
     /// Waits for the first successful remediation.
@@ -534,4 +572,178 @@ async fn drill_f_an_approval_required_fix_waits_for_a_person() {
         .await;
     assert_eq!(event["state"], "resolved");
     d.app.stop().await;
+}
+
+/// Issue 4 §1: a fix cut off by a crash is not blindly re-run. These start a slow
+/// fix, stop Jarvis while it runs, and look at what the restarted Jarvis does.
+mod crash_resume {
+    use super::*;
+
+    /// A slow fix is running (its remediation_log row is `running`).
+    async fn start_slow_fix() -> Option<Drill> {
+        let d = Drill::start(
+            |svc| {
+                down_rule(
+                    "DrillServiceDown",
+                    &hint(&format!("{} slow", svc.script().display())),
+                )
+            },
+            |c, _| {
+                c.server.shutdown_grace_seconds = 1;
+                c.worker.claim_lease_seconds = 2;
+            },
+        )
+        .await?;
+        d.svc.kill();
+        d.event_in("DrillServiceDown", "remediating", Duration::from_secs(60))
+            .await;
+        eventually(
+            "the slow fix has begun",
+            Duration::from_secs(20),
+            || async { (d.svc.slow_runs() == 1).then_some(()) },
+        )
+        .await;
+        Some(d)
+    }
+
+    fn interrupted(remediations: &[Value]) -> usize {
+        remediations
+            .iter()
+            .filter(|r| r["status"] == "interrupted")
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fix_that_took_effect_during_the_crash_is_verified_not_rerun() {
+        let Some(mut d) = start_slow_fix().await else {
+            return;
+        };
+        d.app.stop_in_place().await;
+        // The fix finished on the host while Jarvis was down.
+        std::process::Command::new(d.svc.script())
+            .arg("start")
+            .status()
+            .unwrap();
+        d.svc.wait_up();
+        eventually(
+            "Prometheus resolves the alert",
+            Duration::from_secs(30),
+            || async { (!d.firing_in_prometheus("DrillServiceDown").await).then_some(()) },
+        )
+        .await;
+        let d = d.restart(|_| {}).await;
+        let event = d
+            .final_event("DrillServiceDown", Duration::from_secs(30))
+            .await;
+        assert_eq!(event["state"], "resolved", "{event}");
+        assert!(
+            event["reason"].as_str().unwrap().contains("not re-run"),
+            "{event}"
+        );
+        assert_eq!(d.svc.slow_runs(), 1, "the interrupted fix ran once");
+        assert_eq!(interrupted(&d.remediations().await), 1);
+        d.app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fix_cut_off_while_still_firing_is_tried_again_after_checking() {
+        let Some(mut d) = start_slow_fix().await else {
+            return;
+        };
+        d.app.stop_in_place().await;
+        assert!(d.firing_in_prometheus("DrillServiceDown").await);
+        // The restarted Jarvis looks first, sees the alert firing and tries again.
+        let d = d.restart(|_| {}).await;
+        eventually(
+            "a second attempt begins",
+            Duration::from_secs(30),
+            || async { (d.svc.slow_runs() == 2).then_some(()) },
+        )
+        .await;
+        let remediations = d.remediations().await;
+        assert_eq!(interrupted(&remediations), 1, "{remediations:?}");
+        d.app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_prometheus_an_interrupted_fix_is_escalated_not_rerun() {
+        let Some(d) = start_slow_fix().await else {
+            return;
+        };
+        let d = d.restart(|c| c.prometheus.url = String::new()).await;
+        let event = d
+            .final_event("DrillServiceDown", Duration::from_secs(30))
+            .await;
+        assert_eq!(event["state"], "escalated", "{event}");
+        assert!(
+            event["reason"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted by a restart"),
+            "{event}"
+        );
+        assert_eq!(d.svc.slow_runs(), 1);
+        d.app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_approval_asked_before_the_crash_is_superseded() {
+        let Some(d) = Drill::start(
+            |svc| {
+                let s = svc.script().display().to_string();
+                down_rule(
+                    "DrillServiceDown",
+                    &hint(&format!("chmod 755 {s}; {s} start")),
+                )
+            },
+            |c, _| {
+                c.server.shutdown_grace_seconds = 1;
+                c.worker.claim_lease_seconds = 2;
+            },
+        )
+        .await
+        else {
+            return;
+        };
+        d.svc.kill();
+        d.event_in(
+            "DrillServiceDown",
+            "awaiting_approval",
+            Duration::from_secs(60),
+        )
+        .await;
+        let (_, before) = d.app.get("/approvals?status=pending").await;
+        let old = before["approvals"][0]["id"].as_str().unwrap().to_owned();
+        let d = d.restart(|_| {}).await;
+        let new = eventually(
+            "a fresh approval is asked",
+            Duration::from_secs(30),
+            || async {
+                let (_, pending) = d.app.get("/approvals?status=pending").await;
+                pending["approvals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["id"].as_str().unwrap().to_owned())
+                    .find(|id| *id != old)
+            },
+        )
+        .await;
+        let (_, superseded) = d.app.get("/approvals?status=superseded").await;
+        assert_eq!(superseded["approvals"][0]["id"], old, "{superseded}");
+        // Approving the stale request does nothing; the fresh one runs the fix.
+        let (code, _) = d
+            .app
+            .api_post(&format!("/approvals/{old}/approve"), "{\"by\": \"jordan\"}")
+            .await;
+        assert_ne!(code, 200);
+        let (code, body) = d
+            .app
+            .api_post(&format!("/approvals/{new}/approve"), "{\"by\": \"jordan\"}")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let fixed = d.successful_fix(Duration::from_secs(60)).await;
+        assert_eq!(fixed["verified"], true);
+        d.app.stop().await;
+    }
 }

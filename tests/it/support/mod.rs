@@ -177,6 +177,11 @@ impl TestApp {
 
     /// Graceful stop, as on SIGTERM.
     pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    /// The same stop, keeping the handle (a later `stop` does nothing).
+    pub async fn stop_in_place(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -1,5 +1,5 @@
 //! A small real service for drills: a second Jarvis process (it serves `/metrics`),
-//! controlled by a script `svc.sh start|noop` that the remediation runs over SSH.
+//! controlled by a script `svc.sh start|noop|slow` that the remediation runs over SSH.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,7 +23,8 @@ impl Service {
             &script,
             format!(
                 r#"#!/bin/sh
-# Drill service control. start: run it unless running; noop: change nothing.
+# Drill service control. start: run it unless running; noop: change nothing;
+# slow: count the run, wait 30 s, then start.
 cd '{dir}' || exit 1
 case "$1" in
 start)
@@ -34,7 +35,13 @@ start)
     echo $! > pid
     ;;
 noop) ;;
-*) echo "usage: svc.sh start|noop" >&2; exit 2 ;;
+slow)
+    # A fix that takes its time: counted, so a test can tell whether it ran twice.
+    echo run >> runs
+    sleep 30
+    exec "$0" start
+    ;;
+*) echo "usage: svc.sh start|noop|slow" >&2; exit 2 ;;
 esac
 "#,
                 dir = dir.path().display(),
@@ -79,6 +86,13 @@ esac
             assert!(Instant::now() < deadline, "drill service did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// How many times `svc.sh slow` has begun.
+    pub fn slow_runs(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("runs"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 
     fn pid(&self) -> Option<i32> {
