@@ -250,6 +250,9 @@ impl SshExecutor {
         let config = Arc::new(client::Config {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 3,
+            // Commands are small request/response exchanges; do not let Nagle's
+            // algorithm hold them back (OpenSSH sets TCP_NODELAY for sessions too).
+            nodelay: true,
             ..client::Config::default()
         });
         let connect_err = |message: String| ExecError::Connect {

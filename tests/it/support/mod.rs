@@ -3,6 +3,7 @@
 //! that can cut the database off to simulate an outage.
 
 pub mod alertmanager;
+pub mod drill;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
