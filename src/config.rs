@@ -245,6 +245,54 @@ pub struct LlmConfig {
     pub base_url: String,
     pub max_iterations: u32,
     pub daily_budget_usd: f64,
+    /// Wall-clock limit for one alert's agent run; then one last tool-less call.
+    pub max_seconds_per_alert: u64,
+    /// Per HTTP request to the provider.
+    pub timeout_seconds: u64,
+    /// Retries of 408/409/429/5xx/529 and connection errors, honouring `retry-after`.
+    pub max_retries: u32,
+    /// The longest `retry-after` Jarvis waits; longer ones count as an outage.
+    pub max_retry_wait_seconds: u64,
+    /// Output tokens per call.
+    pub max_tokens: u32,
+    /// Characters of one tool result the model sees (the rest is cut, with a note).
+    pub tool_output_chars: usize,
+    /// USD per million tokens, by model name (prefix match). Models not listed cost 0
+    /// (local models); see [`default_prices`] for the shipped Anthropic prices.
+    pub prices: std::collections::BTreeMap<String, Price>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Default: 0.1 × input (Anthropic's cache read price).
+    pub cache_read: Option<f64>,
+    /// Default: 1.25 × input (Anthropic's 5-minute cache write price).
+    pub cache_write: Option<f64>,
+}
+
+/// Anthropic list prices (USD per million tokens) for the model families Jarvis is
+/// likely to be pointed at; `[llm.prices]` entries replace or add to these.
+pub fn default_prices() -> std::collections::BTreeMap<String, Price> {
+    let p = |input: f64, output: f64| Price {
+        input,
+        output,
+        cache_read: None,
+        cache_write: None,
+    };
+    [
+        ("claude-haiku-4", p(1.0, 5.0)),
+        ("claude-3-5-haiku", p(0.8, 4.0)),
+        ("claude-sonnet-4", p(3.0, 15.0)),
+        ("claude-3-7-sonnet", p(3.0, 15.0)),
+        ("claude-opus-4", p(15.0, 75.0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 impl Default for LlmConfig {
@@ -257,6 +305,13 @@ impl Default for LlmConfig {
             base_url: String::new(),
             max_iterations: 10,
             daily_budget_usd: 5.0,
+            max_seconds_per_alert: 180,
+            timeout_seconds: 60,
+            max_retries: 3,
+            max_retry_wait_seconds: 30,
+            max_tokens: 1024,
+            tool_output_chars: 2000,
+            prices: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -1073,6 +1128,24 @@ pub fn validate(c: &Config) -> Vec<String> {
     check_url("llm.base_url", &c.llm.base_url, e);
     if c.llm.max_iterations == 0 {
         e.push("llm.max_iterations: must be at least 1".into());
+    }
+    for (name, v) in [
+        ("llm.max_seconds_per_alert", c.llm.max_seconds_per_alert),
+        ("llm.timeout_seconds", c.llm.timeout_seconds),
+        ("llm.max_tokens", u64::from(c.llm.max_tokens)),
+        ("llm.tool_output_chars", c.llm.tool_output_chars as u64),
+    ] {
+        if v == 0 {
+            e.push(format!("{name}: must be at least 1"));
+        }
+    }
+    for (model, p) in &c.llm.prices {
+        let all = [Some(p.input), Some(p.output), p.cache_read, p.cache_write];
+        if all.iter().flatten().any(|x| x.is_nan() || *x < 0.0) {
+            e.push(format!(
+                "llm.prices.{model}: prices are USD per million tokens and cannot be negative"
+            ));
+        }
     }
     if c.llm.daily_budget_usd.is_nan() || c.llm.daily_budget_usd < 0.0 {
         e.push(format!(

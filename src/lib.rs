@@ -4,6 +4,7 @@
 //! The binary (`main.rs`) only calls [`cli::run`]; everything lives here so tests can
 //! drive the real application.
 
+pub mod agent;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod runbooks;
 pub mod safety;
 pub mod store;
 pub mod testalert;

@@ -73,6 +73,20 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmCallLabels {
+    model: String,
+    /// ok, rejected, unavailable, malformed
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmTokenLabels {
+    model: String,
+    /// input, output, cache_read, cache_write
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
     sink: &'static str,
     result: &'static str,
@@ -99,6 +113,8 @@ pub struct Metrics {
     active_remediations: Gauge,
     alerts_suppressed: Family<ReasonLabel, Counter>,
     notifications: Family<SinkLabels, Counter>,
+    llm_calls: Family<LlmCallLabels, Counter>,
+    llm_tokens: Family<LlmTokenLabels, Counter>,
     alerts_received: Family<StatusLabel, Counter>,
     alerts_duplicate: Counter,
     webhook_requests: Family<OutcomeLabel, Counter>,
@@ -191,7 +207,21 @@ impl Metrics {
             "Notifications by sink and result (sent or dropped)",
             notifications.clone(),
         );
+        let llm_calls = Family::<LlmCallLabels, Counter>::default();
+        registry.register(
+            "claude_api_calls",
+            "LLM provider calls by model and status (the original's name; counts every provider)",
+            llm_calls.clone(),
+        );
+        let llm_tokens = Family::<LlmTokenLabels, Counter>::default();
+        registry.register(
+            "llm_tokens",
+            "LLM tokens by model and kind (input, output, cache_read, cache_write)",
+            llm_tokens.clone(),
+        );
         Self {
+            llm_calls,
+            llm_tokens,
             remediation_total,
             remediation_duration,
             pattern_matches,
@@ -299,6 +329,26 @@ impl Metrics {
                 result: if sent { "sent" } else { "dropped" },
             })
             .inc();
+    }
+
+    /// One LLM call and its tokens.
+    pub fn llm_call(&self, model: &str, status: &'static str, tokens: [(&'static str, u64); 4]) {
+        self.llm_calls
+            .get_or_create(&LlmCallLabels {
+                model: model.to_owned(),
+                status,
+            })
+            .inc();
+        for (kind, n) in tokens {
+            if n > 0 {
+                self.llm_tokens
+                    .get_or_create(&LlmTokenLabels {
+                        model: model.to_owned(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
     }
 
     /// The text exposition format.

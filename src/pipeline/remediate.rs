@@ -63,6 +63,35 @@ pub struct Plan {
     /// A learned pattern: its commands were verified to work before.
     pub learned: bool,
     pub description: String,
+    /// Commands the planner already ran through the gate (the LLM agent's
+    /// `run_command`), in order. The pipeline records and verifies them and never runs
+    /// them again: the original Jarvis re-executed the model's final command list, so
+    /// restarts happened twice.
+    pub ran: Vec<RanCommand>,
+}
+
+/// A command a planner ran (or tried to).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RanCommand {
+    /// The host it ran on (as the planner named it).
+    pub host: Option<String>,
+    pub command: String,
+    pub outcome: RanOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RanOutcome {
+    Completed {
+        /// Judged read-only by the gate.
+        diagnostic: bool,
+        exit_code: Option<i32>,
+        timed_out: bool,
+        output: String,
+    },
+    /// Waiting for a person; the pipeline waits for the decision.
+    AwaitingApproval { approval_id: String, reason: String },
+    /// Refused by the gate (or not run for another reason); the planner was told.
+    NotRun { reason: String },
 }
 
 /// What a planner is told about the alert.
@@ -86,6 +115,8 @@ pub trait Planner: Send + Sync {
     /// `Ok(None)`: nothing to propose. `Err`: the planner failed (said in the
     /// escalation).
     async fn plan(&self, ctx: &PlanContext<'_>) -> Result<Option<Plan>, String>;
+    /// Told after an alert was escalated (the LLM agent writes a review for a person).
+    async fn after_escalation(&self, _event_id: &str, _alert_name: &str, _reason: &str) {}
 }
 
 /// No LLM configured.
@@ -459,6 +490,7 @@ impl Remediator {
                 pattern_id: Some(cand.row.id.clone()),
                 description: cand.row.description.clone(),
                 commands: cand.commands,
+                ran: Vec::new(),
             });
         }
         self.metrics.pattern_match(false);
@@ -475,6 +507,7 @@ impl Remediator {
                     commands: h.commands,
                     pattern_id: None,
                     learned: false,
+                    ran: Vec::new(),
                     description: match h.origin {
                         hints::HintOrigin::Rule(i) => format!("routing rule rules.hints[{i}]"),
                         hints::HintOrigin::Alert => "the alert's remediation_commands".into(),
@@ -501,7 +534,7 @@ impl Remediator {
             learned: &learned,
         };
         if let Some(p) = self.planner.plan(&pctx).await? {
-            if self.known_failure(ctx, &p.commands).await {
+            if !p.commands.is_empty() && self.known_failure(ctx, &p.commands).await {
                 skipped_known.push(self.planner.name().into());
             } else {
                 return Ok(p);
@@ -727,7 +760,95 @@ impl Remediator {
         let mut all_diagnostic = true;
         let mut failure: Option<String> = None;
         let mut stop: Option<(AlertState, String)> = None;
-        for command in &plan.commands {
+        // What the planner already ran: recorded, waited on if a person must decide,
+        // never run again.
+        let mut last_change_failed: Option<String> = None;
+        for ran in &plan.ran {
+            let command = &ran.command;
+            executed.push(command.clone());
+            match &ran.outcome {
+                RanOutcome::Completed {
+                    diagnostic,
+                    exit_code,
+                    timed_out,
+                    output,
+                } => {
+                    outputs.push_str(&format!("$ {command}\n{}\n", short(output, 800)));
+                    if !diagnostic {
+                        all_diagnostic = false;
+                        last_change_failed = (*timed_out || *exit_code != Some(0)).then(|| {
+                            format!(
+                                "`{command}` {}",
+                                if *timed_out {
+                                    "timed out".to_owned()
+                                } else {
+                                    format!(
+                                        "exited {}",
+                                        exit_code
+                                            .map_or("without a code".into(), |c| c.to_string())
+                                    )
+                                }
+                            )
+                        });
+                    }
+                }
+                RanOutcome::NotRun { reason } => {
+                    executed.pop();
+                    outputs.push_str(&format!("$ {command} (not run: {})\n", short(reason, 200)));
+                }
+                RanOutcome::AwaitingApproval {
+                    approval_id,
+                    reason,
+                } => {
+                    all_diagnostic = false;
+                    match self
+                        .pause_for_approval(
+                            ctx,
+                            &mut row,
+                            &executed,
+                            (&host, command),
+                            approval_id,
+                            reason,
+                        )
+                        .await
+                    {
+                        Ok((code, out)) => {
+                            outputs.push_str(&format!(
+                                "$ {command} (approved)\n{}\n",
+                                short(&out, 800)
+                            ));
+                            last_change_failed = (code != Some(0)).then(|| {
+                                format!(
+                                    "`{command}` (approved) exited {}",
+                                    code.map_or("without a code".into(), |c| c.to_string())
+                                )
+                            });
+                        }
+                        Err(why) => {
+                            stop = Some((AlertState::Escalated, why));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if plan.commands.is_empty() && !plan.ran.is_empty() {
+            // What the planner changed is what learning and failure memory key on.
+            let changes: Vec<String> = plan
+                .ran
+                .iter()
+                .filter(|r| !matches!(r.outcome, RanOutcome::NotRun { .. } | RanOutcome::Completed { diagnostic: true, .. }))
+                .map(|r| r.command.clone())
+                .collect();
+            row.commands_sig = library::commands_sig(&changes);
+        }
+        failure = failure.or(last_change_failed);
+        let commands = if stop.is_none() {
+            &plan.commands[..]
+        } else {
+            &[]
+        };
+        for command in commands {
             self.snapshot(&row, &host, command, &ctx.event.id).await;
             let req = RunRequest {
                 host: host.clone(),
@@ -777,25 +898,17 @@ impl Remediator {
                     judgement,
                 } => {
                     all_diagnostic = false;
-                    row.status = "awaiting_approval".into();
-                    row.commands_executed = serde_json::to_string(&executed).unwrap_or_default();
-                    let _ = self.store.update_remediation(&row).await;
-                    self.set_state(
-                        ctx,
-                        AlertState::AwaitingApproval,
-                        &format!("approval {approval_id}: `{command}`"),
-                    )
-                    .await;
-                    self.notify.send(
-                        Message::new(
-                            Kind::ApprovalNeeded,
-                            format!("Approval needed: {} on {host}", ctx.event.alertname),
-                            format!("`{command}`\n{}", judgement.reason),
+                    match self
+                        .pause_for_approval(
+                            ctx,
+                            &mut row,
+                            &executed,
+                            (&host, command),
+                            &approval_id,
+                            &judgement.reason,
                         )
-                        .field("Approve", format!("POST /approvals/{approval_id}/approve"))
-                        .url(self.notify.link("/approvals")),
-                    );
-                    match self.await_approval(&approval_id).await {
+                        .await
+                    {
                         Ok((code, out)) => {
                             outputs.push_str(&format!(
                                 "$ {command} (approved)\n{}\n",
@@ -810,9 +923,6 @@ impl Remediator {
                         }
                         Err(why) => stop = Some((AlertState::Escalated, why)),
                     }
-                    row.status = "running".into();
-                    self.set_state(ctx, AlertState::Remediating, "approval decided")
-                        .await;
                 }
                 RunOutcome::Blocked { judgement } => {
                     all_diagnostic = false;
@@ -934,6 +1044,43 @@ impl Remediator {
         }
     }
 
+    /// Pauses the alert in `awaiting_approval`, asks people, and waits for the
+    /// decision. `Ok` with the command's exit code and output once approved and run;
+    /// `Err` with why not.
+    async fn pause_for_approval(
+        &self,
+        ctx: &mut Ctx<'_>,
+        row: &mut RemediationRow,
+        executed: &[String],
+        (host, command): (&str, &str),
+        approval_id: &str,
+        reason: &str,
+    ) -> Result<(Option<i64>, String), String> {
+        row.status = "awaiting_approval".into();
+        row.commands_executed = serde_json::to_string(executed).unwrap_or_default();
+        let _ = self.store.update_remediation(row).await;
+        self.set_state(
+            ctx,
+            AlertState::AwaitingApproval,
+            &format!("approval {approval_id}: `{command}`"),
+        )
+        .await;
+        self.notify.send(
+            Message::new(
+                Kind::ApprovalNeeded,
+                format!("Approval needed: {} on {host}", ctx.event.alertname),
+                format!("`{command}`\n{reason}"),
+            )
+            .field("Approve", format!("POST /approvals/{approval_id}/approve"))
+            .url(self.notify.link("/approvals")),
+        );
+        let decided = self.await_approval(approval_id).await;
+        row.status = "running".into();
+        self.set_state(ctx, AlertState::Remediating, "approval decided")
+            .await;
+        decided
+    }
+
     /// Stores the attempt's end and learns from it.
     async fn record(&self, ctx: &mut Ctx<'_>, row: &RemediationRow, plan: &Plan) {
         if let Err(e) = self.store.update_remediation(row).await {
@@ -964,7 +1111,12 @@ impl Remediator {
                 alert_name: row.alert_name.clone(),
                 matchers: library::identifying(&ctx.labels),
                 host: row.host.clone(),
-                commands: plan.commands.clone(),
+                // A planner's plan is what it ran.
+                commands: if plan.commands.is_empty() {
+                    executed.clone()
+                } else {
+                    plan.commands.clone()
+                },
                 confidence: LEARNED_PRIOR,
                 description: format!("learned from a verified {} fix", row.source),
             };
@@ -1089,6 +1241,14 @@ impl Remediator {
         }
         self.notify.send(m);
         tracing::warn!(alert = %ctx.event.alertname, fingerprint = %ctx.event.fingerprint, %reason, "Escalated to a person.");
+        // A review for the person, in the background (the planner may call an LLM).
+        let (planner, id, name, why) = (
+            self.planner.clone(),
+            ctx.event.id.clone(),
+            ctx.event.alertname.clone(),
+            reason.clone(),
+        );
+        tokio::spawn(async move { planner.after_escalation(&id, &name, &why).await });
         Disposition {
             state,
             reason: Some(reason),

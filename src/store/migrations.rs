@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_host_status_log"),
     migration!(3, "0003_approvals_and_audit"),
     migration!(4, "0004_remediation"),
+    migration!(5, "0005_llm"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

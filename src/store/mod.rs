@@ -127,7 +127,7 @@ pub struct AlertFilter {
 /// The storage operations Jarvis needs. Async trait objects so the app can hold one
 /// `Arc<dyn Store>` whatever the backend.
 #[async_trait]
-pub trait Store: RemediationStore + Send + Sync + 'static {
+pub trait Store: RemediationStore + LlmStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap reachability check.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -257,6 +257,8 @@ macro_rules! on_pool {
     };
 }
 
+mod llm;
+pub use llm::{FeedbackRow, LlmStore, LlmTotals, LlmUsageRow};
 mod remediation;
 pub use remediation::{
     FailureRow, IncidentRow, MaintenanceRow, PatternRow, Purged, RemediationFilter, RemediationRow,

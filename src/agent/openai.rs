@@ -1,0 +1,189 @@
+//! OpenAI-compatible chat completions (`POST {base_url}/chat/completions`): OpenAI
+//! itself, Ollama, vLLM, llama.cpp's server. Written to the portable subset: no
+//! `tool_choice` (Ollama ignores it, llama.cpp takes strings only), calls detected by
+//! `tool_calls` rather than `finish_reason`, `max_tokens` (what local servers read),
+//! arguments parsed defensively, `usage` optional.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::llm::{
+    ChatRequest, ChatResponse, LlmError, LlmProvider, Retry, ToolCall, Turn, Usage, endpoint,
+    send_json,
+};
+use crate::config::Secret;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+pub struct OpenAi {
+    client: reqwest::Client,
+    url: String,
+    key: Secret,
+    model: String,
+    retry: Retry,
+}
+
+impl OpenAi {
+    pub fn new(
+        base_url: &str,
+        key: Secret,
+        model: &str,
+        timeout: Duration,
+        retry: Retry,
+    ) -> anyhow::Result<Self> {
+        let base = if base_url.is_empty() {
+            DEFAULT_BASE_URL
+        } else {
+            base_url
+        };
+        Ok(Self {
+            client: crate::http_client(timeout)?,
+            url: endpoint(base, "chat/completions"),
+            key,
+            model: model.to_owned(),
+            retry,
+        })
+    }
+
+    fn body(&self, req: &ChatRequest<'_>) -> Value {
+        let mut messages = vec![json!({"role": "system", "content": req.system})];
+        for turn in req.turns {
+            match turn {
+                Turn::User(text) => messages.push(json!({"role": "user", "content": text})),
+                Turn::Assistant { text, calls } => {
+                    let mut m = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+                    if !calls.is_empty() {
+                        m["tool_calls"] = calls
+                            .iter()
+                            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw_arguments}}))
+                            .collect();
+                    }
+                    messages.push(m);
+                }
+                Turn::ToolResults(results) => {
+                    for r in results {
+                        let content = if r.is_error {
+                            format!("ERROR: {}", r.content)
+                        } else {
+                            r.content.clone()
+                        };
+                        messages.push(json!({"role": "tool", "tool_call_id": r.id, "name": r.name, "content": content}));
+                    }
+                }
+            }
+        }
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": req.max_tokens,
+            "temperature": 0.2,
+        });
+        if !req.tools.is_empty() {
+            body["tools"] = req
+                .tools
+                .iter()
+                .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.schema}}))
+                .collect();
+        }
+        body
+    }
+}
+
+fn explain(status: StatusCode, body: &Value) -> Option<String> {
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    match status.as_u16() {
+        401 => Some(format!(
+            "the OpenAI-compatible server rejected the API key (401 {message}); set OPENAI_API_KEY or [llm] api_key_file"
+        )),
+        404 => Some(format!(
+            "the OpenAI-compatible server does not know this model or path (404 {message}); check [llm] model and base_url (it should end in /v1)"
+        )),
+        400 | 403 | 422 => Some(format!(
+            "the OpenAI-compatible server rejected the request ({status}): {message}"
+        )),
+        429 if body["error"]["code"] == "insufficient_quota"
+            || body["error"]["type"] == "insufficient_quota" =>
+        {
+            Some(format!("the OpenAI account is out of quota (429 {message})"))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a 200 body.
+pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
+    let choice = &body["choices"][0];
+    let message = choice.get("message").ok_or_else(|| {
+        LlmError::Malformed("the OpenAI-compatible answer has no choices[0].message".into())
+    })?;
+    let calls = message["tool_calls"]
+        .as_array()
+        .map(|calls| {
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let f = &c["function"];
+                    let raw = match &f["arguments"] {
+                        Value::String(s) => s.clone(),
+                        // Some servers send an object.
+                        Value::Null => "{}".to_owned(),
+                        other => other.to_string(),
+                    };
+                    let id = c["id"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .map_or_else(|| format!("call_{i}"), str::to_owned);
+                    ToolCall::new(id, f["name"].as_str().unwrap_or("").to_owned(), raw)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let u = &body["usage"];
+    let cached = u["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    let prompt = u["prompt_tokens"].as_u64().unwrap_or(0);
+    Ok(ChatResponse {
+        text: message["content"].as_str().unwrap_or("").to_owned(),
+        calls,
+        stop: choice["finish_reason"].as_str().unwrap_or("").to_owned(),
+        usage: Usage {
+            input: prompt.saturating_sub(cached),
+            output: u["completion_tokens"].as_u64().unwrap_or(0),
+            cache_read: cached,
+            cache_write: 0,
+        },
+    })
+}
+
+#[async_trait]
+impl LlmProvider for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    async fn chat(&self, req: &ChatRequest<'_>) -> Result<ChatResponse, LlmError> {
+        let body = self.body(req);
+        let resp = send_json(
+            || {
+                let r = self.client.post(&self.url).json(&body);
+                if self.key.is_empty() {
+                    r
+                } else {
+                    r.bearer_auth(self.key.expose())
+                }
+            },
+            self.retry,
+            "the OpenAI-compatible server",
+            explain,
+        )
+        .await?;
+        parse_response(&resp)
+    }
+}
