@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::{self, Agent, AgentParts, LlmHealth};
 use crate::config::Config;
 use crate::domain::ids::now_ms;
 use crate::exec::monitor::{self, HostMonitor};
@@ -29,11 +30,15 @@ use crate::notify::{Notifications, Pacing};
 use crate::pipeline::maintenance::Maintenance;
 use crate::pipeline::remediate::{NoPlanner, Planner, Remediator};
 use crate::pipeline::{self, Pipeline, WorkerSettings};
+use crate::runbooks::Runbooks;
 use crate::store::{Backend, SqlStore, Store};
 use crate::web::{self, AppState};
 
 /// What the worker does with alert events.
 pub enum Work {
+    /// The remediation pipeline with the planner `[llm]` configures: the LLM agent,
+    /// or none (pattern-only mode).
+    FromConfig,
     /// The remediation pipeline, with this planner after patterns and hints.
     Remediate(Arc<dyn Planner>),
     /// Another pipeline (tests of the worker itself).
@@ -52,7 +57,7 @@ pub struct Application {
 impl Application {
     /// Builds with the remediation pipeline and no LLM planner.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, Work::Remediate(Arc::new(NoPlanner))).await
+        Self::build_with(config, Work::FromConfig).await
     }
 
     pub async fn build_with(config: Config, work: Work) -> anyhow::Result<Self> {
@@ -149,27 +154,58 @@ impl Application {
             config.database.retention_days,
             cancel.clone(),
         ));
+        let runbooks = Runbooks::open(&config.runbooks.dir);
+        let runbook_watch = tokio::spawn(
+            runbooks
+                .clone()
+                .watch(Duration::from_secs(2), cancel.clone()),
+        );
+        let llm_health = LlmHealth::default();
         let config = Arc::new(config);
-        let pipeline: Arc<dyn Pipeline> = match work {
-            Work::Custom(p) => p,
-            Work::Remediate(planner) => {
-                if db_ready {
-                    let n = library::seed(&*store, now_ms()).await?;
-                    tracing::debug!(patterns = n, "Pattern library seeded.");
-                } else {
-                    tokio::spawn(seed_when_ready(store.clone(), cancel.clone()));
-                }
-                Arc::new(Remediator::new(
-                    config.clone(),
-                    store.clone(),
-                    runner.clone(),
-                    monitor.clone(),
-                    maintenance.clone(),
-                    notify.clone(),
-                    metrics.clone(),
-                    planner,
-                )?)
+        let pipeline: Arc<dyn Pipeline> = if let Work::Custom(p) = work {
+            p
+        } else {
+            let planner: Arc<dyn Planner> = match work {
+                Work::Remediate(p) => p,
+                _ => match agent::provider_from_config(&config.llm)? {
+                    Some(provider) => {
+                        tracing::info!(
+                            provider = provider.name(),
+                            model = provider.model(),
+                            "LLM agent enabled."
+                        );
+                        Arc::new(Agent::new(
+                            &config,
+                            AgentParts {
+                                provider,
+                                runner: runner.clone(),
+                                store: store.clone(),
+                                metrics: metrics.clone(),
+                                notify: notify.clone(),
+                                runbooks: runbooks.clone(),
+                                health: llm_health.clone(),
+                            },
+                        )?)
+                    }
+                    None => Arc::new(NoPlanner),
+                },
+            };
+            if db_ready {
+                let n = library::seed(&*store, now_ms()).await?;
+                tracing::debug!(patterns = n, "Pattern library seeded.");
+            } else {
+                tokio::spawn(seed_when_ready(store.clone(), cancel.clone()));
             }
+            Arc::new(Remediator::new(
+                config.clone(),
+                store.clone(),
+                runner.clone(),
+                monitor.clone(),
+                maintenance.clone(),
+                notify.clone(),
+                metrics.clone(),
+                planner,
+            )?)
         };
 
         let worker = tokio::spawn(pipeline::run_worker(
@@ -205,6 +241,8 @@ impl Application {
             metrics,
             hosts: monitor,
             runner,
+            runbooks,
+            llm: llm_health,
         };
         Ok(Self {
             listener,
@@ -217,6 +255,7 @@ impl Application {
                 notifier,
                 maintenance_expiry,
                 retention,
+                runbook_watch,
             ],
             writer,
             cancel,

@@ -127,9 +127,9 @@ fn explain(status: StatusCode, body: &Value) -> Option<String> {
 
 /// Parses a 200 body.
 pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
-    let content = body["content"].as_array().ok_or_else(|| {
-        LlmError::Malformed("Anthropic's answer has no content list".into())
-    })?;
+    let content = body["content"]
+        .as_array()
+        .ok_or_else(|| LlmError::Malformed("Anthropic's answer has no content list".into()))?;
     let mut text = String::new();
     let mut calls = Vec::new();
     for block in content {

@@ -250,7 +250,11 @@ fn error_message(body: &Value, text: &str) -> String {
 
 /// Joins `base` and `path`, tolerating a trailing slash on `base`.
 pub fn endpoint(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 #[cfg(test)]

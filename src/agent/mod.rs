@@ -221,7 +221,11 @@ impl Agent {
             first
         };
         if first {
-            tracing::warn!(spent, budget = self.cfg.daily_budget_usd, "LLM daily budget spent; pattern-only mode.");
+            tracing::warn!(
+                spent,
+                budget = self.cfg.daily_budget_usd,
+                "LLM daily budget spent; pattern-only mode."
+            );
             self.notify.send(Message::new(
                 Kind::Escalated,
                 "LLM budget spent: pattern-only mode",
@@ -351,7 +355,11 @@ impl Agent {
         if !ctx.failures.is_empty() {
             out.push_str("Do not repeat these; they failed for this alert:\n");
             for f in ctx.failures.iter().take(5) {
-                out.push_str(&format!("- {}: {}\n", f.commands, r(&budget(&f.reason, 200))));
+                out.push_str(&format!(
+                    "- {}: {}\n",
+                    f.commands,
+                    r(&budget(&f.reason, 200))
+                ));
             }
         }
         if !ctx.learned.is_empty() {
@@ -510,7 +518,11 @@ impl Agent {
         let changed = state.ran.iter().any(|r| {
             !matches!(
                 r.outcome,
-                RanOutcome::NotRun { .. } | RanOutcome::Completed { diagnostic: true, .. }
+                RanOutcome::NotRun { .. }
+                    | RanOutcome::Completed {
+                        diagnostic: true,
+                        ..
+                    }
             )
         });
         let ran_list = || {
@@ -571,7 +583,9 @@ impl Agent {
             )),
             (None, _) if changed => plan(format!(
                 "LLM, stopped by {}: {text}",
-                limit.as_deref().unwrap_or("the model ending without finishing")
+                limit
+                    .as_deref()
+                    .unwrap_or("the model ending without finishing")
             )),
             (None, Some(f)) => Err(format!(
                 "the LLM is unavailable ({f}): pattern-only mode, and no pattern or hint matches"
@@ -591,7 +605,9 @@ impl Agent {
     /// After an escalation: one call for a likely root cause and suggested commands,
     /// stored for review. Never executed.
     async fn feedback(&self, event_id: String, alert_name: String, reason: String) {
-        if self.within_budget().await.is_err() {
+        // Not while the provider is failing or refusing: the call would fail too.
+        let state = self.health.snapshot()["state"].clone();
+        if state == "unavailable" || state == "rejected" || self.within_budget().await.is_err() {
             return;
         }
         let known: Vec<&str> = self.tools.secrets.iter().map(String::as_str).collect();
@@ -688,8 +704,12 @@ impl Planner for Agent {
             let _ = self.store.insert_feedback(&row).await;
             return;
         }
-        self.feedback(event_id.to_owned(), alert_name.to_owned(), reason.to_owned())
-            .await;
+        self.feedback(
+            event_id.to_owned(),
+            alert_name.to_owned(),
+            reason.to_owned(),
+        )
+        .await;
     }
 }
 
@@ -734,8 +754,10 @@ mod tests {
     #[test]
     fn generator_urls_give_the_expression() {
         assert_eq!(
-            generator_expr("http://prom:9090/graph?g0.expr=up%7Bjob%3D%22svc%22%7D+%3D%3D+0&g0.tab=1")
-                .as_deref(),
+            generator_expr(
+                "http://prom:9090/graph?g0.expr=up%7Bjob%3D%22svc%22%7D+%3D%3D+0&g0.tab=1"
+            )
+            .as_deref(),
             Some("up{job=\"svc\"} == 0")
         );
         assert_eq!(generator_expr(""), None);

@@ -107,7 +107,9 @@ fn explain(status: StatusCode, body: &Value) -> Option<String> {
         429 if body["error"]["code"] == "insufficient_quota"
             || body["error"]["type"] == "insufficient_quota" =>
         {
-            Some(format!("the OpenAI account is out of quota (429 {message})"))
+            Some(format!(
+                "the OpenAI account is out of quota (429 {message})"
+            ))
         }
         _ => None,
     }

@@ -58,7 +58,15 @@ const SECRET_KEYS: &[&str] = &[
 
 /// Token prefixes that are credentials wherever they appear.
 const TOKEN_PREFIXES: &[&str] = &[
-    "sk-", "sk_live_", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "AKIA", "glpat-",
+    "sk-",
+    "sk_live_",
+    "ghp_",
+    "gho_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "AKIA",
+    "glpat-",
 ];
 
 const REDACTED: &str = "[REDACTED]";

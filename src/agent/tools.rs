@@ -448,7 +448,9 @@ impl ToolBox {
             }
         }
         if lines.is_empty() {
-            return Ok(format!("no log lines for {target} in the last {minutes} minutes"));
+            return Ok(format!(
+                "no log lines for {target} in the last {minutes} minutes"
+            ));
         }
         let text: Vec<String> = lines.iter().map(|l| l.line.clone()).collect();
         Ok(self.outside("loki logs", &text.join("\n")))

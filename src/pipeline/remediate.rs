@@ -837,7 +837,16 @@ impl Remediator {
             let changes: Vec<String> = plan
                 .ran
                 .iter()
-                .filter(|r| !matches!(r.outcome, RanOutcome::NotRun { .. } | RanOutcome::Completed { diagnostic: true, .. }))
+                .filter(|r| {
+                    !matches!(
+                        r.outcome,
+                        RanOutcome::NotRun { .. }
+                            | RanOutcome::Completed {
+                                diagnostic: true,
+                                ..
+                            }
+                    )
+                })
                 .map(|r| r.command.clone())
                 .collect();
             row.commands_sig = library::commands_sig(&changes);

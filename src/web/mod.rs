@@ -36,6 +36,8 @@ pub struct AppState {
     pub runner: Arc<crate::exec::runner::CommandRunner>,
     pub maintenance: Arc<crate::pipeline::maintenance::Maintenance>,
     pub notify: Arc<crate::notify::Notifications>,
+    pub runbooks: crate::runbooks::Runbooks,
+    pub llm: crate::agent::LlmHealth,
 }
 
 mod remediation;
@@ -64,6 +66,10 @@ pub fn router(state: AppState) -> Router {
         .route("/maintenance/start", post(remediation::maintenance_start))
         .route("/maintenance/end", post(remediation::maintenance_end))
         .route("/maintenance/status", get(remediation::maintenance_status))
+        .route("/runbooks", get(remediation::list_runbooks))
+        .route("/runbooks/reload", post(remediation::reload_runbooks))
+        .route("/runbooks/{alert_name}", get(remediation::get_runbook))
+        .route("/feedback", get(remediation::list_feedback))
         .fallback(not_found)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -181,6 +187,7 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
         "database_connected": db,
         "maintenance_mode": maintenance,
         "llm": s.config.llm.provider,
+        "llm_state": if s.config.llm.provider == "none" { json!({"state": "disabled"}) } else { s.llm.snapshot() },
         "spooled_alerts": s.storage.spooled_events(),
         "hosts_offline": offline,
         "open_circuit_breakers": s.runner.open_breakers().len(),

@@ -185,6 +185,10 @@ pub(super) async fn analytics(
         .totals(now_ms() - i64::from(days) * 86_400_000)
         .await?;
     let without_llm = t.remediations - t.llm_remediations;
+    let llm = s
+        .store
+        .llm_totals(now_ms() - i64::from(days) * 86_400_000)
+        .await?;
     Ok(Json(json!({
         "days": days,
         "alerts": t.alerts,
@@ -198,10 +202,12 @@ pub(super) async fn analytics(
         "mttr_seconds": t.mttr_seconds,
         "avg_duration_seconds": t.avg_duration_seconds,
         "pattern_remediations": t.pattern_remediations,
-        "llm_calls": t.llm_remediations,
+        "llm_remediations": t.llm_remediations,
+        "llm_calls": llm.calls,
+        // Remediations that needed no LLM (patterns and hints), as a share of all.
         "api_calls_saved_pct": pct(without_llm, t.remediations),
-        "tokens": 0,
-        "cost_usd": 0.0,
+        "tokens": llm.tokens,
+        "cost_usd": (llm.cost_usd * 10_000.0).round() / 10_000.0,
     })))
 }
 
@@ -309,4 +315,68 @@ pub(super) async fn maintenance_status(
         "count": items.len(),
         "windows": items,
     })))
+}
+
+pub(super) async fn list_runbooks(_auth: RequireAuth, State(s): State<AppState>) -> Json<Value> {
+    let books: Vec<Value> = s
+        .runbooks
+        .list()
+        .into_iter()
+        .map(|rb| {
+            json!({
+                "alert_name": rb.alert_name,
+                "title": rb.title,
+                "investigation_steps": rb.investigation_steps.len(),
+                "common_causes": rb.common_causes.len(),
+                "remediation": rb.remediation.len(),
+                "commands": rb.commands.len(),
+            })
+        })
+        .collect();
+    Json(json!({"dir": s.config.runbooks.dir, "count": books.len(), "runbooks": books}))
+}
+
+/// Exact name first, then a partial match (as the agent looks them up).
+pub(super) async fn get_runbook(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rb = s.runbooks.find(&name).ok_or_else(|| {
+        ApiError::NotFound(format!("no runbook for {name:?}; GET /runbooks lists them"))
+    })?;
+    Ok(Json(serde_json::to_value(rb).unwrap_or_default()))
+}
+
+pub(super) async fn reload_runbooks(_auth: RequireAuth, State(s): State<AppState>) -> Json<Value> {
+    let r = s.runbooks.clone();
+    let n = tokio::task::spawn_blocking(move || r.reload())
+        .await
+        .unwrap_or(0);
+    Json(json!({"reloaded": n}))
+}
+
+/// The LLM's reviews of escalated alerts, for a person (never executed).
+pub(super) async fn list_feedback(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let rows = s.store.list_feedback(limit).await?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "alert_event_id": f.alert_event_id,
+                "alert_name": f.alert_name,
+                "root_cause": f.root_cause,
+                "suggested_commands": serde_json::from_str::<Value>(&f.suggested_commands).unwrap_or(Value::Null),
+                "reviewed": f.reviewed,
+                "created_at": rfc3339(f.created_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"feedback": items})))
 }

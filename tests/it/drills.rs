@@ -589,3 +589,60 @@ mod crash_resume {
         d.app.stop().await;
     }
 }
+
+/// Drill (a) with the LLM path: the alert has no hint and no pattern; the scripted
+/// model looks, runs the fix through `run_command`, and completes. The pipeline
+/// verifies it in Prometheus and does not run the fix a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_a_with_the_llm_agent_choosing_run_command() {
+    use crate::support::llm::{ScriptedLlm, Wire, call};
+    let llm = ScriptedLlm::start(Wire::Anthropic, Vec::new()).await;
+    let Some(d) = Drill::start_planning(
+        |_| down_rule("DrillServiceDown", ""),
+        |c, _| {
+            llm.configure(c);
+            // The operator allows the service's own start script (rules match the
+            // program's name).
+            c.safety.rules = vec![crate::agent::allow("svc.sh", &["start"])];
+        },
+        true,
+    )
+    .await
+    else {
+        return;
+    };
+    let start = format!("{} start", d.svc.script().display());
+    let run = |command: &str, confidence: u32| {
+        call(
+            "run_command",
+            serde_json::json!({"host": HOST, "command": command, "reason": "drill", "confidence": confidence}),
+        )
+    };
+    llm.push(vec![
+        run("cat /proc/loadavg", 20),
+        run(&start, 85),
+        call(
+            "complete_remediation",
+            serde_json::json!({"summary": "started the service", "root_cause": "it was killed", "confidence": 85, "expect_resolved": true}),
+        ),
+    ]);
+    d.svc.kill();
+    let fixed = d.successful_fix(Duration::from_secs(90)).await;
+    assert_eq!(fixed["source"], "llm", "{fixed}");
+    assert_eq!(fixed["verified"], true, "{fixed}");
+    assert!(d.svc.is_up());
+    let (_, audit) = d.app.get("/audit?limit=500").await;
+    let runs = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "executed" && e["command"] == start.as_str())
+        .count();
+    assert_eq!(runs, 1, "the model's fix ran once");
+    let event = d
+        .final_event("DrillServiceDown", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["state"], "resolved");
+    assert_eq!(llm.requests().len(), 3, "no escalation, so no review call");
+    d.app.stop().await;
+}

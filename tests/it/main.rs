@@ -5,6 +5,7 @@ mod support;
 mod prometheus;
 mod real_alertmanager;
 
+mod agent;
 mod approvals;
 mod cli;
 mod drills;

@@ -45,6 +45,15 @@ impl Drill {
         rules: impl FnOnce(&Service) -> String,
         tweak: impl FnOnce(&mut Config, &Service),
     ) -> Option<Self> {
+        Self::start_planning(rules, tweak, false).await
+    }
+
+    /// As `start`; with `llm`, the planner `[llm]` configures (the LLM agent).
+    pub async fn start_planning(
+        rules: impl FnOnce(&Service) -> String,
+        tweak: impl FnOnce(&mut Config, &Service),
+        llm: bool,
+    ) -> Option<Self> {
         jarvis::install_crypto_provider();
         let sshd = Sshd::start()?;
         let svc = Service::start();
@@ -69,7 +78,11 @@ impl Drill {
         c.rules.settle_seconds = 0;
         c.server.external_url = "http://jarvis.test:8000".into();
         tweak(&mut c, &svc);
-        let app = TestApp::start_remediating(c.clone()).await;
+        let app = if llm {
+            TestApp::start_work(c.clone(), jarvis::app::Work::FromConfig).await
+        } else {
+            TestApp::start_remediating(c.clone()).await
+        };
         let webhook = app.url("/webhook");
         let am = tokio::task::spawn_blocking(move || {
             Alertmanager::start_on(am_port, &webhook, USER, PASSWORD)

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod drill;
+pub mod llm;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
