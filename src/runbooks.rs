@@ -231,6 +231,57 @@ mod tests {
         );
     }
 
+    /// The runbooks we ship: every alert the issue names, every section filled, and
+    /// no suggested command the gate would block.
+    #[test]
+    fn shipped_runbooks_are_complete_and_pass_the_gate() {
+        let r = Runbooks::open(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks"));
+        let policy = crate::safety::Policy::built_in();
+        for name in [
+            "ContainerDown",
+            "ContainerUnhealthy",
+            "WireGuardVPNDown",
+            "DiskSpaceLow",
+            "HighMemoryUsage",
+            "BackupStale",
+            "FrigateDatabaseError",
+            "PostgreSQLDown",
+            "MQTTBrokerDown",
+            "Zigbee2MQTTDown",
+            "TLSCertExpiringSoon",
+            "JarvisRestart",
+        ] {
+            let rb = r.find(name).unwrap_or_else(|| panic!("no runbook {name}"));
+            assert_eq!(rb.alert_name, name);
+            for (section, items) in [
+                ("investigation steps", &rb.investigation_steps),
+                ("common causes", &rb.common_causes),
+                ("remediation", &rb.remediation),
+                ("commands", &rb.commands),
+            ] {
+                assert!(!items.is_empty(), "{name}: no {section}");
+            }
+            for c in &rb.commands {
+                let c = c.replace("{{ container }}", "frigate");
+                let j = crate::safety::judge(
+                    &c,
+                    &crate::safety::Context {
+                        host: None,
+                        source: crate::safety::Source::Operator,
+                        previously_verified: false,
+                    },
+                    &policy,
+                );
+                assert_ne!(
+                    j.verdict,
+                    crate::safety::Verdict::Blocked,
+                    "{name}: `{c}`: {}",
+                    j.reason
+                );
+            }
+        }
+    }
+
     #[test]
     fn lookup_is_exact_then_partial_and_reload_sees_changes() {
         let dir = tempfile::tempdir().unwrap();
