@@ -549,6 +549,7 @@ impl Agent {
                 learned: false,
                 description,
                 ran: state.ran.clone(),
+                seen_firing_before: false,
             }))
         };
         match (&state.finish, failure) {

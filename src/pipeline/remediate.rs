@@ -68,6 +68,10 @@ pub struct Plan {
     /// them again: the original Jarvis re-executed the model's final command list, so
     /// restarts happened twice.
     pub ran: Vec<RanCommand>,
+    /// Prometheus showed the alert firing before the planner acted (set by the
+    /// pipeline): a planner's fix may resolve it before verification starts, and that
+    /// must count as resolved, not as never seen.
+    pub seen_firing_before: bool,
 }
 
 /// A command a planner ran (or tried to).
@@ -491,6 +495,7 @@ impl Remediator {
                 description: cand.row.description.clone(),
                 commands: cand.commands,
                 ran: Vec::new(),
+                seen_firing_before: false,
             });
         }
         self.metrics.pattern_match(false);
@@ -508,6 +513,7 @@ impl Remediator {
                     pattern_id: None,
                     learned: false,
                     ran: Vec::new(),
+                    seen_firing_before: false,
                     description: match h.origin {
                         hints::HintOrigin::Rule(i) => format!("routing rule rules.hints[{i}]"),
                         hints::HintOrigin::Alert => "the alert's remediation_commands".into(),
@@ -533,7 +539,13 @@ impl Remediator {
             failures: &failures,
             learned: &learned,
         };
-        if let Some(p) = self.planner.plan(&pctx).await? {
+        let firing_before = self.config.verification.enabled
+            && matches!(
+                self.presence(&ctx.labels).await,
+                Some(Presence::Firing | Presence::Pending)
+            );
+        if let Some(mut p) = self.planner.plan(&pctx).await? {
+            p.seen_firing_before = firing_before;
             if !p.commands.is_empty() && self.known_failure(ctx, &p.commands).await {
                 skipped_known.push(self.planner.name().into());
             } else {
@@ -745,6 +757,9 @@ impl Remediator {
         .await;
         // Seen firing before the fix, so a quick resolution is recognised as one.
         let mut tracker = Tracker::default();
+        if plan.seen_firing_before {
+            tracker.observe(Presence::Firing);
+        }
         if self.config.verification.enabled
             && let Some(p) = self.presence(&ctx.labels).await
         {

@@ -591,3 +591,29 @@ pub fn allow(program: &str, args: &[&str]) -> SafetyRuleConfig {
         hosts: Vec::new(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_clock_limit_stops_a_slow_model() {
+    let script = vec![
+        Step::Slow(
+            Duration::from_secs(4),
+            Box::new(call("list_hosts", json!({}))),
+        ),
+        Step::Text("I ran out of time."),
+    ];
+    let Some(a) = start(Wire::Anthropic, script, false, |c| {
+        c.llm.max_seconds_per_alert = 1
+    })
+    .await
+    else {
+        return;
+    };
+    a.fire("MysteryFailure", json!({})).await;
+    let event = a.final_event("MysteryFailure").await;
+    let reason = event["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("time limit") && reason.contains("ran out of time"),
+        "{reason}"
+    );
+    a.app.stop().await;
+}

@@ -621,9 +621,14 @@ async fn drill_a_with_the_llm_agent_choosing_run_command() {
     llm.push(vec![
         run("cat /proc/loadavg", 20),
         run(&start, 85),
-        call(
-            "complete_remediation",
-            serde_json::json!({"summary": "started the service", "root_cause": "it was killed", "confidence": 85, "expect_resolved": true}),
+        // A slow model: Prometheus sees the service back before the agent finishes,
+        // which must still count as resolved (it was seen firing before).
+        crate::support::llm::Step::Slow(
+            Duration::from_secs(6),
+            Box::new(call(
+                "complete_remediation",
+                serde_json::json!({"summary": "started the service", "root_cause": "it was killed", "confidence": 85, "expect_resolved": true}),
+            )),
         ),
     ]);
     d.svc.kill();

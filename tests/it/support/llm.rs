@@ -31,6 +31,8 @@ pub enum Step {
     Text(&'static str),
     /// An HTTP error with the provider's error body, and `retry-after` seconds.
     Status(u16, Option<u32>),
+    /// This step, answered after a pause (a slow model).
+    Slow(std::time::Duration, Box<Step>),
 }
 
 pub fn call(name: &'static str, args: Value) -> Step {
@@ -165,6 +167,13 @@ async fn answer(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
         .pop_front()
         .unwrap_or(Step::Text("script exhausted"));
     let n = s.requests.lock().unwrap().len();
+    let step = match step {
+        Step::Slow(pause, step) => {
+            tokio::time::sleep(pause).await;
+            *step
+        }
+        other => other,
+    };
     match (s.wire, step) {
         (_, Step::Status(code, retry_after)) => {
             let status = StatusCode::from_u16(code).unwrap();
@@ -198,7 +207,7 @@ async fn answer(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
                     "tool_use",
                 ),
                 Step::Text(t) => (vec![json!({"type": "text", "text": t})], "end_turn"),
-                Step::Status(..) => unreachable!(),
+                Step::Status(..) | Step::Slow(..) => unreachable!("handled above"),
             };
             Json(json!({
                 "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
@@ -222,7 +231,7 @@ async fn answer(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
                     "tool_calls",
                 ),
                 Step::Text(t) => (json!({"role": "assistant", "content": t}), "stop"),
-                Step::Status(..) => unreachable!(),
+                Step::Status(..) | Step::Slow(..) => unreachable!("handled above"),
             };
             Json(json!({
                 "id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": 1_714_557_600, "model": "llama3.1:8b",
