@@ -3,48 +3,26 @@
 //! `cache_control` breakpoint on the system block caches both (render order is tools,
 //! then system), so each alert pays full price only for its own context.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::llm::{
-    ChatRequest, ChatResponse, LlmError, LlmProvider, Retry, ToolCall, Turn, Usage, endpoint,
-    send_json,
+    ChatRequest, ChatResponse, Endpoint, EndpointConfig, LlmError, LlmProvider, ToolCall, Turn,
+    Usage, send_json,
 };
-use crate::config::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 const VERSION: &str = "2023-06-01";
 
 pub struct Anthropic {
-    client: reqwest::Client,
-    url: String,
-    key: Secret,
-    model: String,
-    retry: Retry,
+    ep: Endpoint,
 }
 
 impl Anthropic {
-    pub fn new(
-        base_url: &str,
-        key: Secret,
-        model: &str,
-        timeout: Duration,
-        retry: Retry,
-    ) -> anyhow::Result<Self> {
-        let base = if base_url.is_empty() {
-            DEFAULT_BASE_URL
-        } else {
-            base_url
-        };
+    pub fn new(c: EndpointConfig<'_>) -> anyhow::Result<Self> {
         Ok(Self {
-            client: crate::http_client(timeout)?,
-            url: endpoint(base, "v1/messages"),
-            key,
-            model: model.to_owned(),
-            retry,
+            ep: Endpoint::new(c, DEFAULT_BASE_URL, "v1/messages")?,
         })
     }
 
@@ -88,7 +66,7 @@ impl Anthropic {
             }
         }
         let mut body = json!({
-            "model": self.model,
+            "model": self.ep.model,
             "max_tokens": req.max_tokens,
             "system": [{"type": "text", "text": req.system, "cache_control": {"type": "ephemeral"}}],
             "messages": messages,
@@ -164,19 +142,20 @@ impl LlmProvider for Anthropic {
         "anthropic"
     }
     fn model(&self) -> &str {
-        &self.model
+        &self.ep.model
     }
     async fn chat(&self, req: &ChatRequest<'_>) -> Result<ChatResponse, LlmError> {
         let body = self.body(req);
         let resp = send_json(
             || {
-                self.client
-                    .post(&self.url)
-                    .header("x-api-key", self.key.expose())
+                self.ep
+                    .client
+                    .post(&self.ep.url)
+                    .header("x-api-key", self.ep.key.expose())
                     .header("anthropic-version", VERSION)
                     .json(&body)
             },
-            self.retry,
+            self.ep.retry,
             "Anthropic",
             explain,
         )

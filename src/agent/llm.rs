@@ -248,6 +248,42 @@ fn error_message(body: &Value, text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(300).collect())
 }
 
+/// Where and how a provider sends its requests: what both wire formats share.
+pub struct Endpoint {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub key: crate::config::Secret,
+    pub model: String,
+    pub retry: Retry,
+}
+
+/// How a provider is reached, from `[llm]`.
+pub struct EndpointConfig<'a> {
+    /// Empty: the vendor's default.
+    pub base_url: &'a str,
+    pub key: crate::config::Secret,
+    pub model: &'a str,
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+impl Endpoint {
+    pub fn new(c: EndpointConfig<'_>, default_base: &str, path: &str) -> anyhow::Result<Self> {
+        let base = if c.base_url.is_empty() {
+            default_base
+        } else {
+            c.base_url
+        };
+        Ok(Self {
+            client: crate::http_client(c.timeout)?,
+            url: endpoint(base, path),
+            key: c.key,
+            model: c.model.to_owned(),
+            retry: c.retry,
+        })
+    }
+}
+
 /// Joins `base` and `path`, tolerating a trailing slash on `base`.
 pub fn endpoint(base: &str, path: &str) -> String {
     format!(

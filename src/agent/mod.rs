@@ -79,21 +79,16 @@ pub fn provider_from_config(c: &LlmConfig) -> anyhow::Result<Option<Arc<dyn LlmP
         max_wait: Duration::from_secs(c.max_retry_wait_seconds),
         base: Duration::from_millis(500),
     };
+    let ep = || llm::EndpointConfig {
+        base_url: &c.base_url,
+        key: c.api_key.clone(),
+        model: &c.model,
+        timeout,
+        retry,
+    };
     Ok(match c.provider.as_str() {
-        "anthropic" => Some(Arc::new(anthropic::Anthropic::new(
-            &c.base_url,
-            c.api_key.clone(),
-            &c.model,
-            timeout,
-            retry,
-        )?)),
-        "openai" => Some(Arc::new(openai::OpenAi::new(
-            &c.base_url,
-            c.api_key.clone(),
-            &c.model,
-            timeout,
-            retry,
-        )?)),
+        "anthropic" => Some(Arc::new(anthropic::Anthropic::new(ep())?)),
+        "openai" => Some(Arc::new(openai::OpenAi::new(ep())?)),
         _ => None,
     })
 }

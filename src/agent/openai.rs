@@ -4,47 +4,25 @@
 //! `tool_calls` rather than `finish_reason`, `max_tokens` (what local servers read),
 //! arguments parsed defensively, `usage` optional.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::llm::{
-    ChatRequest, ChatResponse, LlmError, LlmProvider, Retry, ToolCall, Turn, Usage, endpoint,
-    send_json,
+    ChatRequest, ChatResponse, Endpoint, EndpointConfig, LlmError, LlmProvider, ToolCall, Turn,
+    Usage, send_json,
 };
-use crate::config::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 pub struct OpenAi {
-    client: reqwest::Client,
-    url: String,
-    key: Secret,
-    model: String,
-    retry: Retry,
+    ep: Endpoint,
 }
 
 impl OpenAi {
-    pub fn new(
-        base_url: &str,
-        key: Secret,
-        model: &str,
-        timeout: Duration,
-        retry: Retry,
-    ) -> anyhow::Result<Self> {
-        let base = if base_url.is_empty() {
-            DEFAULT_BASE_URL
-        } else {
-            base_url
-        };
+    pub fn new(c: EndpointConfig<'_>) -> anyhow::Result<Self> {
         Ok(Self {
-            client: crate::http_client(timeout)?,
-            url: endpoint(base, "chat/completions"),
-            key,
-            model: model.to_owned(),
-            retry,
+            ep: Endpoint::new(c, DEFAULT_BASE_URL, "chat/completions")?,
         })
     }
 
@@ -76,7 +54,7 @@ impl OpenAi {
             }
         }
         let mut body = json!({
-            "model": self.model,
+            "model": self.ep.model,
             "messages": messages,
             "max_tokens": req.max_tokens,
             "temperature": 0.2,
@@ -168,20 +146,20 @@ impl LlmProvider for OpenAi {
         "openai"
     }
     fn model(&self) -> &str {
-        &self.model
+        &self.ep.model
     }
     async fn chat(&self, req: &ChatRequest<'_>) -> Result<ChatResponse, LlmError> {
         let body = self.body(req);
         let resp = send_json(
             || {
-                let r = self.client.post(&self.url).json(&body);
-                if self.key.is_empty() {
+                let r = self.ep.client.post(&self.ep.url).json(&body);
+                if self.ep.key.is_empty() {
                     r
                 } else {
-                    r.bearer_auth(self.key.expose())
+                    r.bearer_auth(self.ep.key.expose())
                 }
             },
-            self.retry,
+            self.ep.retry,
             "the OpenAI-compatible server",
             explain,
         )

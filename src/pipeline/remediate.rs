@@ -827,17 +827,9 @@ impl Remediator {
                         )
                         .await
                     {
-                        Ok((code, out)) => {
-                            outputs.push_str(&format!(
-                                "$ {command} (approved)\n{}\n",
-                                short(&out, 800)
-                            ));
-                            last_change_failed = (code != Some(0)).then(|| {
-                                format!(
-                                    "`{command}` (approved) exited {}",
-                                    code.map_or("without a code".into(), |c| c.to_string())
-                                )
-                            });
+                        Ok((out, failed)) => {
+                            outputs.push_str(&out);
+                            last_change_failed = failed;
                         }
                         Err(why) => {
                             stop = Some((AlertState::Escalated, why));
@@ -933,17 +925,9 @@ impl Remediator {
                         )
                         .await
                     {
-                        Ok((code, out)) => {
-                            outputs.push_str(&format!(
-                                "$ {command} (approved)\n{}\n",
-                                short(&out, 800)
-                            ));
-                            if code != Some(0) {
-                                failure = Some(format!(
-                                    "`{command}` (approved) exited {}",
-                                    code.map_or("without a code".into(), |c| c.to_string())
-                                ));
-                            }
+                        Ok((out, failed)) => {
+                            outputs.push_str(&out);
+                            failure = failed;
                         }
                         Err(why) => stop = Some((AlertState::Escalated, why)),
                     }
@@ -1069,8 +1053,8 @@ impl Remediator {
     }
 
     /// Pauses the alert in `awaiting_approval`, asks people, and waits for the
-    /// decision. `Ok` with the command's exit code and output once approved and run;
-    /// `Err` with why not.
+    /// decision. Once approved and run: `Ok` with its output for the log and, if it
+    /// failed, why. `Err` with why it did not run.
     async fn pause_for_approval(
         &self,
         ctx: &mut Ctx<'_>,
@@ -1079,7 +1063,7 @@ impl Remediator {
         (host, command): (&str, &str),
         approval_id: &str,
         reason: &str,
-    ) -> Result<(Option<i64>, String), String> {
+    ) -> Result<(String, Option<String>), String> {
         row.status = "awaiting_approval".into();
         row.commands_executed = serde_json::to_string(executed).unwrap_or_default();
         let _ = self.store.update_remediation(row).await;
@@ -1102,7 +1086,16 @@ impl Remediator {
         row.status = "running".into();
         self.set_state(ctx, AlertState::Remediating, "approval decided")
             .await;
-        decided
+        let (code, out) = decided?;
+        Ok((
+            format!("$ {command} (approved)\n{}\n", short(&out, 800)),
+            (code != Some(0)).then(|| {
+                format!(
+                    "`{command}` (approved) exited {}",
+                    code.map_or("without a code".into(), |c| c.to_string())
+                )
+            }),
+        ))
     }
 
     /// Stores the attempt's end and learns from it.

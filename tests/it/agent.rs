@@ -66,6 +66,12 @@ impl Agent {
         assert_eq!(body["accepted"], 1, "{code} {body}");
     }
 
+    /// Fires `name` (no annotations) and waits for its final state.
+    async fn outcome(&self, name: &str) -> Value {
+        self.fire(name, json!({})).await;
+        self.final_event(name).await
+    }
+
     async fn final_event(&self, name: &str) -> Value {
         eventually(
             &format!("{name} reaches a final state"),
@@ -84,6 +90,15 @@ impl Agent {
         .await
     }
 
+    /// Waits for the first stored escalation review.
+    async fn first_feedback(&self) -> Value {
+        eventually("the review is stored", Duration::from_secs(10), || async {
+            let (_, f) = self.app.get("/feedback").await;
+            f["feedback"].as_array().and_then(|l| l.first().cloned())
+        })
+        .await
+    }
+
     async fn audit(&self) -> Vec<Value> {
         let (_, body) = self.app.get("/audit?limit=500").await;
         body["entries"].as_array().cloned().unwrap_or_default()
@@ -96,6 +111,11 @@ impl Agent {
             .filter(|e| e["kind"] == "executed" && e["command"] == command)
             .count()
     }
+}
+
+/// Why an alert event ended as it did.
+fn reason(event: &Value) -> &str {
+    event["reason"].as_str().unwrap_or_default()
 }
 
 fn run(command: &str, confidence: u32) -> Step {
@@ -212,8 +232,7 @@ async fn a_blocked_command_is_reported_and_the_model_replaces_it() {
     let Some(a) = start(Wire::OpenAi, script, true, |_| {}).await else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
+    let event = a.outcome("MysteryFailure").await;
     assert_eq!(event["state"], "resolved", "{event}");
     let results = a.llm.tool_results();
     assert!(
@@ -283,14 +302,10 @@ async fn malformed_arguments_get_a_tool_error_not_a_crash() {
     let Some(a) = start(Wire::OpenAi, script, false, |_| {}).await else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
+    let event = a.outcome("MysteryFailure").await;
     assert_eq!(event["state"], "escalated");
     assert!(
-        event["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the LLM agent escalated: the arguments kept failing"),
+        reason(&event).contains("the LLM agent escalated: the arguments kept failing"),
         "{event}"
     );
     let results = a.llm.tool_results();
@@ -303,11 +318,7 @@ async fn malformed_arguments_get_a_tool_error_not_a_crash() {
         "{results:?}"
     );
     // The escalation's review is stored for a person, from the agent's own words.
-    let fb = eventually("the review is stored", Duration::from_secs(10), || async {
-        let (_, f) = a.app.get("/feedback").await;
-        f["feedback"].as_array().and_then(|l| l.first().cloned())
-    })
-    .await;
+    let fb = a.first_feedback().await;
     assert_eq!(fb["root_cause"], "the arguments kept failing");
     assert_eq!(fb["suggested_commands"], json!(["look at it"]));
     a.app.stop().await;
@@ -319,13 +330,9 @@ async fn a_429_is_retried_after_retry_after() {
     let Some(a) = start(Wire::Anthropic, script, false, |_| {}).await else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
+    let event = a.outcome("MysteryFailure").await;
     assert!(
-        event["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the LLM agent escalated: nothing to do"),
+        reason(&event).contains("the LLM agent escalated: nothing to do"),
         "{event}"
     );
     assert_eq!(a.llm.requests().len(), 2, "one retry");
@@ -345,10 +352,9 @@ async fn repeated_529_falls_back_to_pattern_only_mode() {
     else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
+    let event = a.outcome("MysteryFailure").await;
     assert_eq!(event["state"], "escalated");
-    let reason = event["reason"].as_str().unwrap();
+    let reason = reason(&event);
     assert!(
         reason.contains("the LLM is unavailable") && reason.contains("pattern-only mode"),
         "{reason}"
@@ -373,9 +379,8 @@ async fn a_401_is_surfaced_with_what_to_fix() {
     else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
-    let reason = event["reason"].as_str().unwrap();
+    let event = a.outcome("MysteryFailure").await;
+    let reason = reason(&event);
     assert!(reason.contains("ANTHROPIC_API_KEY"), "{reason}");
     assert_eq!(a.llm.requests().len(), 1, "a 401 is not retried");
     let (_, health) = a.app.get("/health").await;
@@ -402,8 +407,7 @@ async fn a_log_line_cannot_talk_the_model_into_a_destructive_command() {
     let Some(a) = start(Wire::OpenAi, script, true, |c| c.loki.url = loki_url).await else {
         return;
     };
-    a.fire("FrigateDatabaseError", json!({})).await;
-    let event = a.final_event("FrigateDatabaseError").await;
+    let event = a.outcome("FrigateDatabaseError").await;
     assert_eq!(event["state"], "escalated");
     let results = a.llm.tool_results();
     assert!(
@@ -446,21 +450,10 @@ async fn the_daily_budget_stops_the_llm_and_says_so_once() {
     else {
         return;
     };
-    a.fire("FirstAlert", json!({})).await;
-    let first = a.final_event("FirstAlert").await;
-    assert!(
-        first["reason"].as_str().unwrap().contains("budget"),
-        "{first}"
-    );
-    a.fire("SecondAlert", json!({})).await;
-    let second = a.final_event("SecondAlert").await;
-    assert!(
-        second["reason"]
-            .as_str()
-            .unwrap()
-            .contains("pattern-only mode"),
-        "{second}"
-    );
+    let first = a.outcome("FirstAlert").await;
+    assert!(reason(&first).contains("budget"), "{first}");
+    let second = a.outcome("SecondAlert").await;
+    assert!(reason(&second).contains("pattern-only mode"), "{second}");
     assert_eq!(
         a.llm.requests().len(),
         1,
@@ -496,9 +489,8 @@ async fn the_loop_limit_ends_with_one_tool_less_call() {
     let Some(a) = start(Wire::OpenAi, script, false, |c| c.llm.max_iterations = 3).await else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
-    let reason = event["reason"].as_str().unwrap();
+    let event = a.outcome("MysteryFailure").await;
+    let reason = reason(&event);
     assert!(
         reason.contains("iteration limit") && reason.contains("found nothing"),
         "{reason}"
@@ -511,11 +503,7 @@ async fn the_loop_limit_ends_with_one_tool_less_call() {
     // Then the escalation's review: one more call, stored for a person.
     assert_eq!(reqs.len(), 5);
     assert!(reqs[4].to_string().contains("was escalated to a person"));
-    let fb = eventually("the review is stored", Duration::from_secs(10), || async {
-        let (_, f) = a.app.get("/feedback").await;
-        f["feedback"].as_array().and_then(|l| l.first().cloned())
-    })
-    .await;
+    let fb = a.first_feedback().await;
     assert_eq!(fb["alert_name"], "MysteryFailure", "{fb}");
     a.app.stop().await;
 }
@@ -531,13 +519,9 @@ async fn repeated_identical_calls_are_refused_then_stopped() {
     let Some(a) = start(Wire::Anthropic, script, false, |_| {}).await else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
+    let event = a.outcome("MysteryFailure").await;
     assert!(
-        event["reason"]
-            .as_str()
-            .unwrap()
-            .contains("repeated identical tool calls"),
+        reason(&event).contains("repeated identical tool calls"),
         "{event}"
     );
     assert!(a.llm.tool_results()[1].contains("You already made this exact call"));
@@ -608,9 +592,8 @@ async fn the_wall_clock_limit_stops_a_slow_model() {
     else {
         return;
     };
-    a.fire("MysteryFailure", json!({})).await;
-    let event = a.final_event("MysteryFailure").await;
-    let reason = event["reason"].as_str().unwrap();
+    let event = a.outcome("MysteryFailure").await;
+    let reason = reason(&event);
     assert!(
         reason.contains("time limit") && reason.contains("ran out of time"),
         "{reason}"
