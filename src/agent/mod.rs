@@ -303,6 +303,11 @@ impl Agent {
                 str::to_owned
             ),
         );
+        let hosts: Vec<&str> = self.tools.hosts.iter().map(|h| h.name.as_str()).collect();
+        out.push_str(&format!(
+            "Hosts you can run commands on: {}\n",
+            hosts.join(", ")
+        ));
         if !ctx.annotations.is_empty() {
             out.push_str(&fence(
                 "alert annotations",

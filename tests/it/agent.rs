@@ -600,3 +600,67 @@ async fn the_wall_clock_limit_stops_a_slow_model() {
     );
     a.app.stop().await;
 }
+
+/// Two alerts at once, each with its own conversation: neither sees or records the
+/// other's commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_alerts_have_separate_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n).display().to_string();
+    let script = |f: String| {
+        vec![
+            run(&format!("touch {f}"), 80),
+            Step::Slow(Duration::from_millis(800), Box::new(complete())),
+        ]
+    };
+    let Some(sshd) = Sshd::start() else {
+        return;
+    };
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let llm = ScriptedLlm::start_routed(
+        Wire::OpenAi,
+        Vec::new(),
+        vec![
+            ("AlphaDown", script(file("alpha"))),
+            ("BetaDown", script(file("beta"))),
+        ],
+    )
+    .await;
+    let mut c = env.config();
+    llm.configure(&mut c);
+    c.hosts = vec![sshd.host(HOST)];
+    c.rules.settle_seconds = 0;
+    let app = TestApp::start_work(c, Work::FromConfig).await;
+    let both: Value = serde_json::from_str(&alert("AlphaDown", json!({}))).unwrap();
+    let beta: Value = serde_json::from_str(&alert("BetaDown", json!({}))).unwrap();
+    let mut body = both.clone();
+    body["alerts"]
+        .as_array_mut()
+        .unwrap()
+        .push(beta["alerts"][0].clone());
+    let (_, r) = app.post_webhook(&body.to_string()).await;
+    assert_eq!(r["accepted"], 2);
+    let rows = eventually("both are fixed", Duration::from_secs(40), || async {
+        let (_, r) = app.get("/remediations").await;
+        let rows = r["remediations"].as_array().cloned().unwrap_or_default();
+        (rows.iter().filter(|r| r["success"] == true).count() == 2).then_some(rows)
+    })
+    .await;
+    for (alert, own, other) in [
+        ("AlphaDown", file("alpha"), file("beta")),
+        ("BetaDown", file("beta"), file("alpha")),
+    ] {
+        let row = rows.iter().find(|r| r["alert_name"] == alert).unwrap();
+        let cmds = row["commands_executed"].to_string();
+        assert!(
+            cmds.contains(&own) && !cmds.contains(&other),
+            "{alert}: {cmds}"
+        );
+    }
+    // Every conversation names exactly one alert.
+    for r in llm.requests() {
+        let m = r["messages"].to_string();
+        assert!(m.contains("AlphaDown") != m.contains("BetaDown"), "{m}");
+    }
+    app.stop().await;
+}

@@ -39,9 +39,13 @@ pub fn call(name: &'static str, args: Value) -> Step {
     Step::Calls(vec![(name, args)])
 }
 
+/// Scripts by alert: a request whose conversation names the alert takes its steps.
+type Routes = Arc<Mutex<Vec<(&'static str, VecDeque<Step>)>>>;
+
 #[derive(Clone)]
 struct Shared {
     script: Arc<Mutex<VecDeque<Step>>>,
+    routes: Routes,
     requests: Arc<Mutex<Vec<Value>>>,
     wire: Wire,
 }
@@ -60,7 +64,19 @@ pub const CACHE_READ_TOKENS: u64 = 400;
 
 impl ScriptedLlm {
     pub async fn start(wire: Wire, script: Vec<Step>) -> Self {
+        Self::start_routed(wire, script, Vec::new()).await
+    }
+
+    /// As `start`, with a separate script for each named alert (concurrent alerts).
+    pub async fn start_routed(
+        wire: Wire,
+        script: Vec<Step>,
+        routes: Vec<(&'static str, Vec<Step>)>,
+    ) -> Self {
         let shared = Shared {
+            routes: Arc::new(Mutex::new(
+                routes.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            )),
             script: Arc::new(Mutex::new(script.into())),
             requests: Arc::default(),
             wire,
@@ -159,12 +175,17 @@ impl ScriptedLlm {
 }
 
 async fn answer(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
+    let conversation = body["messages"].to_string();
     s.requests.lock().unwrap().push(body);
-    let step = s
-        .script
+    let routed = s
+        .routes
         .lock()
         .unwrap()
-        .pop_front()
+        .iter_mut()
+        .find(|(alert, _)| conversation.contains(alert))
+        .map(|(_, steps)| steps.pop_front());
+    let step = routed
+        .unwrap_or_else(|| s.script.lock().unwrap().pop_front())
         .unwrap_or(Step::Text("script exhausted"));
     let n = s.requests.lock().unwrap().len();
     let step = match step {
