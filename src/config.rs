@@ -1536,6 +1536,16 @@ grafana = ["prometheus", "loki"]
                 "database.url: mysql://x is neither",
             ),
             (
+                "[llm]\nmax_seconds_per_alert = 0",
+                &[],
+                "llm.max_seconds_per_alert: must be at least 1",
+            ),
+            (
+                "[llm.prices.\"my-model\"]\ninput = -1.0\noutput = 2.0",
+                &[],
+                "llm.prices.my-model: prices are USD per million tokens and cannot be negative",
+            ),
+            (
                 "[llm]\nprovider = \"gemini\"",
                 &[],
                 "llm.provider: \"gemini\" is not one of",

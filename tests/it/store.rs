@@ -32,3 +32,54 @@ async fn sqlite_and_postgres_have_the_same_tables_and_columns() {
         "the SQLite and PostgreSQL migrations have drifted apart"
     );
 }
+
+crate::both_backends! {
+    /// LLM usage sums and escalation reviews, on both backends (PostgreSQL's SUM of
+    /// BIGINT is NUMERIC: the casts must hold).
+    async fn llm_usage_and_feedback_round_trip(b: Backend) {
+        use jarvis::store::{FeedbackRow, LlmStore, LlmUsageRow};
+        let Some(env) = TestEnv::new(b).await else { return };
+        let store =
+            SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
+        store.migrate().await.unwrap();
+        for (i, at) in [(1, 1_000), (2, 2_000), (3, 3_000)] {
+            store
+                .insert_llm_usage(&LlmUsageRow {
+                    id: format!("u{i}"),
+                    alert_event_id: "e1".into(),
+                    provider: "anthropic".into(),
+                    model: "claude-haiku-4-5".into(),
+                    purpose: "agent".into(),
+                    status: "ok".into(),
+                    input_tokens: 100,
+                    output_tokens: 10,
+                    cache_read_tokens: 5,
+                    cache_write_tokens: 1,
+                    cost_usd: 0.25,
+                    created_at: at,
+                    ..LlmUsageRow::default()
+                })
+                .await
+                .unwrap();
+        }
+        let t = store.llm_totals(2_000).await.unwrap();
+        assert_eq!((t.calls, t.tokens), (2, 232));
+        assert!((t.cost_usd - 0.5).abs() < 1e-9);
+        assert_eq!(store.list_llm_usage("e1").await.unwrap().len(), 3);
+        store
+            .insert_feedback(&FeedbackRow {
+                id: "f1".into(),
+                alert_event_id: "e1".into(),
+                alert_name: "DiskSpaceLow".into(),
+                root_cause: "logs".into(),
+                suggested_commands: "[\"df -h\"]".into(),
+                reviewed: false,
+                created_at: 5,
+            })
+            .await
+            .unwrap();
+        let f = store.list_feedback(10).await.unwrap();
+        assert_eq!(f[0].root_cause, "logs");
+        store.close().await;
+    }
+}

@@ -36,8 +36,9 @@ pub enum Backend {
 /// Runs a test body once per backend.
 #[macro_export]
 macro_rules! both_backends {
-    ($(async fn $name:ident($b:ident: Backend) $body:block)*) => {
+    ($($(#[$meta:meta])* async fn $name:ident($b:ident: Backend) $body:block)*) => {
         $(
+            $(#[$meta])*
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
