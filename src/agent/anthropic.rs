@@ -163,3 +163,110 @@ impl LlmProvider for Anthropic {
         parse_response(&resp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::llm::{Retry, ToolResult};
+    use std::time::Duration;
+
+    fn provider() -> Anthropic {
+        Anthropic::new(EndpointConfig {
+            base_url: "http://127.0.0.1:9/",
+            key: crate::config::Secret::new("k"),
+            model: "claude-haiku-4-5",
+            timeout: Duration::from_secs(1),
+            retry: Retry {
+                max_retries: 0,
+                max_wait: Duration::from_secs(1),
+                base: Duration::from_millis(1),
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn responses_parse_with_usage_by_kind() {
+        let r = parse_response(&json!({
+            "content": [{"type": "text", "text": "Checking."},
+                        {"type": "thinking", "thinking": "…"},
+                        {"type": "tool_use", "id": "toolu_1", "name": "list_hosts", "input": {}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 7, "cache_creation_input_tokens": null}
+        }))
+        .unwrap();
+        assert_eq!(r.text, "Checking.");
+        assert_eq!(r.calls[0].name, "list_hosts");
+        assert!(r.calls[0].arguments.is_ok());
+        assert_eq!(
+            (
+                r.usage.input,
+                r.usage.output,
+                r.usage.cache_read,
+                r.usage.cache_write
+            ),
+            (10, 2, 7, 0)
+        );
+        assert!(parse_response(&json!({"type": "message"})).is_err());
+    }
+
+    #[test]
+    fn requests_follow_the_wire_format() {
+        let p = provider();
+        assert_eq!(p.ep.url, "http://127.0.0.1:9/v1/messages");
+        let call = ToolCall::new(
+            "t1".into(),
+            "run_command".into(),
+            "{\"host\": \"a\"}".into(),
+        );
+        let turns = [
+            Turn::User("alert".into()),
+            Turn::Assistant {
+                text: String::new(),
+                calls: vec![call],
+            },
+            Turn::ToolResults(vec![ToolResult {
+                id: "t1".into(),
+                name: "run_command".into(),
+                content: "blocked".into(),
+                is_error: true,
+            }]),
+            Turn::User("stopped: say what you found".into()),
+        ];
+        let body = p.body(&ChatRequest {
+            system: "sys",
+            turns: &turns,
+            tools: &[],
+            max_tokens: 100,
+        });
+        // The tool result and the next user text share one user message, results first.
+        let m = body["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[2]["content"][0]["type"], "tool_result");
+        assert_eq!(m[2]["content"][0]["is_error"], true);
+        assert_eq!(m[2]["content"][1]["type"], "text");
+        assert_eq!(m[1]["content"][0]["input"]["host"], "a");
+        assert!(
+            body.get("tools").is_none(),
+            "a tool-less call sends no tools"
+        );
+        assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
+    }
+
+    #[test]
+    fn errors_say_what_to_fix() {
+        let e = |status: u16, body: Value| explain(StatusCode::from_u16(status).unwrap(), &body);
+        assert!(e(401, json!({})).unwrap().contains("ANTHROPIC_API_KEY"));
+        assert!(e(404, json!({})).unwrap().contains("[llm] model"));
+        assert!(e(429, json!({"error": {"message": "slow down"}})).is_none());
+        assert!(
+            e(
+                429,
+                json!({"error": {"details": {"error_code": "enforced_spend_limit_reached"}}})
+            )
+            .unwrap()
+            .contains("spend limit")
+        );
+        assert!(e(529, json!({})).is_none());
+    }
+}

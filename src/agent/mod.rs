@@ -334,9 +334,9 @@ impl Agent {
             .await
             && !history.is_empty()
         {
-            out.push_str("History of this alert (newest first):\n");
+            let mut text = String::new();
             for h in history {
-                out.push_str(&format!(
+                text.push_str(&format!(
                     "- {} via {} on {}: {} ({})\n",
                     h.commands_executed,
                     h.source,
@@ -348,19 +348,24 @@ impl Agent {
                     } else {
                         "failed"
                     },
-                    r(&budget(&h.error_message, 200)),
+                    budget(&h.error_message, 200),
                 ));
             }
+            // Error messages quote command output: outside text.
+            out.push_str("History of this alert (newest first):\n");
+            out.push_str(&fence("remediation history", &r(&text)));
+            out.push('\n');
         }
         if !ctx.failures.is_empty() {
+            let text: String = ctx
+                .failures
+                .iter()
+                .take(5)
+                .map(|f| format!("- {}: {}\n", f.commands, budget(&f.reason, 200)))
+                .collect();
             out.push_str("Do not repeat these; they failed for this alert:\n");
-            for f in ctx.failures.iter().take(5) {
-                out.push_str(&format!(
-                    "- {}: {}\n",
-                    f.commands,
-                    r(&budget(&f.reason, 200))
-                ));
-            }
+            out.push_str(&fence("failure memory", &r(&text)));
+            out.push('\n');
         }
         if !ctx.learned.is_empty() {
             out.push_str("Fixes that worked before but are not yet trusted:\n");

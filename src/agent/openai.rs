@@ -116,7 +116,8 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, LlmError> {
                     let id = c["id"]
                         .as_str()
                         .filter(|s| !s.is_empty())
-                        .map_or_else(|| format!("call_{i}"), str::to_owned);
+                        // Unique within the turn, unlike any id a server sends.
+                        .map_or_else(|| format!("jarvis_call_{i}"), str::to_owned);
                     ToolCall::new(id, f["name"].as_str().unwrap_or("").to_owned(), raw)
                 })
                 .collect()
@@ -165,5 +166,61 @@ impl LlmProvider for OpenAi {
         )
         .await?;
         parse_response(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_calls_parse_whatever_the_server_sends() {
+        let r = parse_response(&json!({
+            "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{\"x\": 1}"}},
+                {"type": "function", "function": {"name": "b", "arguments": {"y": 2}}},
+                {"id": "", "type": "function", "function": {"name": "c", "arguments": "{broken"}}
+            ]}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 40}}
+        }))
+        .unwrap();
+        assert_eq!(
+            r.calls.len(),
+            3,
+            "calls found by tool_calls, not finish_reason"
+        );
+        assert_eq!(r.calls[0].arguments.as_ref().unwrap()["x"], 1);
+        assert_eq!(
+            r.calls[1].id, "jarvis_call_1",
+            "a missing id gets a unique one"
+        );
+        assert_eq!(r.calls[1].arguments.as_ref().unwrap()["y"], 2);
+        assert!(r.calls[2].arguments.is_err());
+        assert_eq!(r.calls[2].id, "jarvis_call_2");
+        assert_eq!(
+            (r.usage.input, r.usage.cache_read, r.usage.output),
+            (60, 40, 5)
+        );
+        // No usage at all (some local servers).
+        let bare = parse_response(&json!({"choices": [{"message": {"content": "hi"}}]})).unwrap();
+        assert_eq!(bare.text, "hi");
+        assert_eq!(bare.usage.total(), 0);
+        assert!(parse_response(&json!({"choices": []})).is_err());
+    }
+
+    #[test]
+    fn quota_is_not_retried_but_rate_limits_are() {
+        let e = |status: u16, body: Value| explain(StatusCode::from_u16(status).unwrap(), &body);
+        assert!(
+            e(
+                429,
+                json!({"error": {"code": "insufficient_quota", "message": "q"}})
+            )
+            .is_some()
+        );
+        assert!(e(429, json!({"error": {"message": "slow down"}})).is_none());
+        assert!(e(401, json!({})).unwrap().contains("OPENAI_API_KEY"));
+        assert!(e(404, json!({})).unwrap().contains("/v1"));
+        assert!(e(503, json!({})).is_none());
     }
 }

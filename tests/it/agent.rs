@@ -664,3 +664,31 @@ async fn concurrent_alerts_have_separate_agents() {
     }
     app.stop().await;
 }
+
+/// A fix that fails is remembered: the next attempt's context shows it, fenced, so the
+/// model does not repeat it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_attempt_is_told_what_failed() {
+    let bad = "touch /tmp/jarvis-no-such-dir-7f3a/x";
+    let script = vec![run(bad, 80), complete(), escalate("the obvious fix failed")];
+    let Some(a) = start(Wire::Anthropic, script, true, |_| {}).await else {
+        return;
+    };
+    let event = a.outcome("MysteryFailure").await;
+    assert!(
+        reason(&event).contains("the LLM agent escalated: the obvious fix failed"),
+        "{event}"
+    );
+    let reqs = a.llm.requests();
+    let second_context = reqs[2]["messages"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        second_context.contains("<untrusted-data source=\"failure memory\">")
+            && second_context.contains(bad),
+        "{second_context}"
+    );
+    assert!(second_context.contains("<untrusted-data source=\"remediation history\">"));
+    a.app.stop().await;
+}
