@@ -128,6 +128,32 @@ pub struct Agent {
     health: LlmHealth,
     /// The UTC day the "budget spent" notice went out (once a day).
     budget_told: Mutex<Option<i64>>,
+    reviews: ReviewLimit,
+}
+
+/// One review per alert name per hour, and at most this many an hour in all.
+const REVIEWS_PER_HOUR: usize = 20;
+
+/// Escalation reviews allowed: a storm of escalations must not become a storm of LLM
+/// calls.
+#[derive(Default)]
+struct ReviewLimit {
+    /// Alert name → when it last got a review (epoch ms).
+    seen: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl ReviewLimit {
+    /// Whether `alert_name` may get a review at `now` (and counts it).
+    fn allow(&self, alert_name: &str, now: i64) -> bool {
+        let hour_ago = now - 3_600_000;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, at| *at > hour_ago);
+        if seen.contains_key(alert_name) || seen.len() >= REVIEWS_PER_HOUR {
+            return false;
+        }
+        seen.insert(alert_name.to_owned(), now);
+        true
+    }
 }
 
 /// Everything the agent needs from the application.
@@ -190,6 +216,7 @@ impl Agent {
             prices,
             health: parts.health,
             budget_told: Mutex::new(None),
+            reviews: ReviewLimit::default(),
         })
     }
 
@@ -613,7 +640,13 @@ impl Agent {
     async fn feedback(&self, event_id: String, alert_name: String, reason: String) {
         // Not while the provider is failing or refusing: the call would fail too.
         let state = self.health.snapshot()["state"].clone();
-        if state == "unavailable" || state == "rejected" || self.within_budget().await.is_err() {
+        if state == "unavailable"
+            || state == "rejected"
+            || !self.reviews.allow(&alert_name, now_ms())
+        {
+            return;
+        }
+        if self.within_budget().await.is_err() {
             return;
         }
         let known: Vec<&str> = self.tools.secrets.iter().map(String::as_str).collect();
@@ -767,6 +800,18 @@ mod tests {
             Some("up{job=\"svc\"} == 0")
         );
         assert_eq!(generator_expr(""), None);
+    }
+
+    #[test]
+    fn reviews_are_limited_per_alert_and_per_hour() {
+        let l = ReviewLimit::default();
+        assert!(l.allow("A", 0));
+        assert!(!l.allow("A", 1000), "one per alert name an hour");
+        assert!(l.allow("A", 3_600_001));
+        for i in 0..REVIEWS_PER_HOUR - 1 {
+            assert!(l.allow(&format!("N{i}"), 3_600_002));
+        }
+        assert!(!l.allow("Z", 3_600_003), "the hourly cap holds");
     }
 
     #[test]
