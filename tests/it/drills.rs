@@ -6,7 +6,7 @@ use std::time::Duration;
 use jarvis::config::CascadeRule;
 use serde_json::Value;
 
-use crate::support::drill::{Drill, HOST, down_rule, hint};
+use crate::support::drill::{Drill, HOST, Options, down_rule, hint};
 use crate::support::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,7 +597,7 @@ mod crash_resume {
 async fn drill_a_with_the_llm_agent_choosing_run_command() {
     use crate::support::llm::{ScriptedLlm, Wire, call};
     let llm = ScriptedLlm::start(Wire::Anthropic, Vec::new()).await;
-    let Some(d) = Drill::start_planning(
+    let Some(d) = Drill::start_with(
         |_| down_rule("DrillServiceDown", ""),
         |c, _| {
             llm.configure(c);
@@ -605,7 +605,10 @@ async fn drill_a_with_the_llm_agent_choosing_run_command() {
             // program's name).
             c.safety.rules = vec![crate::agent::allow("svc.sh", &["start"])];
         },
-        true,
+        Options {
+            llm: true,
+            ..Options::default()
+        },
     )
     .await
     else {
@@ -649,5 +652,47 @@ async fn drill_a_with_the_llm_agent_choosing_run_command() {
         .await;
     assert_eq!(event["state"], "resolved");
     assert_eq!(llm.requests().len(), 3, "no escalation, so no review call");
+    d.app.stop().await;
+}
+
+/// Drill (a) on PostgreSQL: the remediation store (log, patterns, learning, incidents)
+/// on the production backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_a_on_postgresql() {
+    let Some(d) = Drill::start_with(
+        |svc| {
+            down_rule(
+                "DrillServiceDown",
+                &hint(&format!("{} start", svc.script().display())),
+            )
+        },
+        |_, _| {},
+        Options {
+            backend: crate::support::Backend::Postgres,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    d.svc.kill();
+    let fixed = d.successful_fix(Duration::from_secs(90)).await;
+    assert_eq!(fixed["verified"], true, "{fixed}");
+    let event = d
+        .final_event("DrillServiceDown", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["state"], "resolved", "{event}");
+    let (_, patterns) = d.app.get("/patterns").await;
+    assert!(
+        patterns["patterns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["origin"] == "learned" && p["verified_successes"] == 1),
+        "{patterns}"
+    );
+    let (_, analytics) = d.app.get("/analytics").await;
+    assert_eq!(analytics["verified"], 1, "{analytics}");
     d.app.stop().await;
 }

@@ -38,6 +38,22 @@ pub fn hint(commands: &str) -> String {
     format!("          remediation_commands: \"{commands}\"\n")
 }
 
+/// How a drill runs.
+pub struct Options {
+    /// The planner `[llm]` configures (the LLM agent) instead of none.
+    pub llm: bool,
+    pub backend: Backend,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            llm: false,
+            backend: Backend::Sqlite,
+        }
+    }
+}
+
 impl Drill {
     /// Starts the service, sshd, Prometheus (with `rules(&service)`), Jarvis (after
     /// `tweak`) and Alertmanager. `None` when a component is missing outside CI.
@@ -45,15 +61,16 @@ impl Drill {
         rules: impl FnOnce(&Service) -> String,
         tweak: impl FnOnce(&mut Config, &Service),
     ) -> Option<Self> {
-        Self::start_planning(rules, tweak, false).await
+        Self::start_with(rules, tweak, Options::default()).await
     }
 
-    /// As `start`; with `llm`, the planner `[llm]` configures (the LLM agent).
-    pub async fn start_planning(
+    /// As `start`, with the planner and database `options` choose.
+    pub async fn start_with(
         rules: impl FnOnce(&Service) -> String,
         tweak: impl FnOnce(&mut Config, &Service),
-        llm: bool,
+        options: Options,
     ) -> Option<Self> {
+        let Options { llm, backend } = options;
         jarvis::install_crypto_provider();
         let sshd = Sshd::start()?;
         let svc = Service::start();
@@ -65,7 +82,7 @@ impl Drill {
         .await
         .unwrap()?;
         let (discord, received) = receiver::discord().await;
-        let env = TestEnv::new(Backend::Sqlite).await?;
+        let env = TestEnv::new(backend).await?;
         let mut c = env.config();
         c.hosts = vec![sshd.host(HOST)];
         c.prometheus.url = prom.url.clone();
