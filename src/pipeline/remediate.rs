@@ -414,12 +414,17 @@ impl Remediator {
         let started = tokio::time::Instant::now();
         let mut joined = false;
         loop {
-            let root = {
+            let local = {
                 let a = self.active.lock().expect("not poisoned");
                 a.remediating
                     .iter()
                     .find(|(_, (_, svc))| svc.as_ref().is_some_and(|s| deps.contains(s)))
                     .map(|(fp, (name, _))| (fp.clone(), name.clone()))
+            };
+            // Other replicas' remediations are in the store.
+            let root = match local {
+                Some(r) => Some(r),
+                None => self.remote_dependency(&deps).await,
             };
             let Some((fp, name)) = root else { return };
             if !joined {
@@ -445,6 +450,17 @@ impl Remediator {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// A dependency being remediated by another process: (fingerprint, alert name).
+    async fn remote_dependency(&self, deps: &[String]) -> Option<(String, String)> {
+        let held = self.store.in_remediation(now_ms()).await.ok()?;
+        held.into_iter().find_map(|e| {
+            let labels: LabelSet = serde_json::from_str(&e.labels).unwrap_or_default();
+            triage::service_of(&labels)
+                .is_some_and(|s| deps.iter().any(|d| d == s))
+                .then_some((e.fingerprint, e.alertname))
+        })
     }
 
     // ---- planning ----

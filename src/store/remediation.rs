@@ -189,6 +189,10 @@ pub trait RemediationStore: Send + Sync {
         since: i64,
     ) -> Result<Option<AlertEventRow>, StoreError>;
 
+    /// Events being remediated right now by any replica (held, claim not expired):
+    /// what dependency waits look at across processes.
+    async fn in_remediation(&self, now: i64) -> Result<Vec<AlertEventRow>, StoreError>;
+
     async fn insert_remediation(&self, r: &RemediationRow) -> Result<(), StoreError>;
     /// Rewrites the mutable fields of an attempt.
     async fn update_remediation(&self, r: &RemediationRow) -> Result<(), StoreError>;
@@ -376,6 +380,21 @@ impl RemediationStore for SqlStore {
                 .await?
         });
         Ok(row)
+    }
+
+    async fn in_remediation(&self, now: i64) -> Result<Vec<AlertEventRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM alert_events WHERE status = 'firing' \
+             AND state IN ('remediating', 'verifying', 'awaiting_approval') \
+             AND claimed_by IS NOT NULL AND claim_expires_at > $1 \
+             ORDER BY received_at LIMIT 500"
+        );
+        Ok(on_pool!(self, p => {
+            sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .fetch_all(p)
+                .await?
+        }))
     }
 
     async fn insert_remediation(&self, r: &RemediationRow) -> Result<(), StoreError> {

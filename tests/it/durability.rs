@@ -275,3 +275,58 @@ async fn a_locked_sqlite_database_spools_then_drains() {
     assert_eq!(stored_names(&app).await, ["Before", "Locked"]);
     app.stop().await;
 }
+
+/// Two replicas on one PostgreSQL: while another replica remediates PostgreSQL (its
+/// claim is in the database), an alert about n8n (which depends on it) waits here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_wait_for_a_root_another_replica_is_remediating() {
+    let Some(env) = TestEnv::new(Backend::Postgres).await else {
+        return;
+    };
+    let mut config = env.config();
+    config.rules.settle_seconds = 0;
+    let app = TestApp::start_remediating(config).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut conn = sqlx::PgConnection::connect(&env.db_url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO alert_events (id, fingerprint, status, starts_at, alertname, labels, annotations, \
+         state, received_at, updated_at, claimed_by, claim_expires_at) \
+         VALUES ('root1', 'fproot', 'firing', $1, 'PostgresDown', \
+         '{\"alertname\":\"PostgresDown\",\"service\":\"postgres\"}', '{}', 'remediating', $1, $1, 'replica-b', $2)",
+    )
+    .bind(now)
+    .bind(now + 120_000)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let body = json!({"receiver": "jarvis", "status": "firing", "version": "4", "alerts": [{
+        "status": "firing", "labels": {"alertname": "N8nDown", "service": "n8n"}, "annotations": {},
+        "startsAt": "2026-11-23T03:12:45Z", "endsAt": "0001-01-01T00:00:00Z"}]});
+    app.post_webhook(&body.to_string()).await;
+    eventually(
+        "n8n waits for PostgreSQL",
+        Duration::from_secs(15),
+        || async {
+            let a = app.alerts("&alertname=N8nDown").await;
+            a[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("waiting for PostgresDown"))
+                .then_some(())
+        },
+    )
+    .await;
+    // The other replica finishes; n8n goes on (and, with nothing known, is escalated).
+    sqlx::query("UPDATE alert_events SET state = 'resolved', claimed_by = NULL WHERE id = 'root1'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    eventually("n8n is handled", Duration::from_secs(15), || async {
+        let a = app.alerts("&alertname=N8nDown").await;
+        (a[0]["state"] == "escalated").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
