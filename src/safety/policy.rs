@@ -151,7 +151,11 @@ impl Policy {
 /// value is only known at run time (a variable, a substitution, input from xargs).
 #[derive(Debug, Clone)]
 pub struct Invocation<'a> {
+    /// The program's name (the last path segment).
     pub program: &'a str,
+    /// The program as written (`/opt/x/svc.sh`): configured rules that name a path
+    /// match it exactly, so `svc.sh` elsewhere does not pass for the one allowed.
+    pub path: &'a str,
     /// Options (words starting with `-`, before `--`), with the value that follows
     /// an option known to take one.
     pub flags: Vec<(&'a str, Option<Option<&'a str>>)>,
@@ -197,6 +201,7 @@ impl<'a> Invocation<'a> {
             .to_lowercase();
         Self {
             program,
+            path: program,
             flags,
             positional,
             all: args.iter().map(|a| a.as_deref()).collect(),
@@ -262,7 +267,14 @@ pub fn normalize_path(p: &str) -> String {
 
 impl Rule {
     fn matches(&self, inv: &Invocation<'_>, host: Option<&str>) -> bool {
-        if !self.programs.iter().any(|p| p == inv.program) {
+        let named = |p: &String| {
+            if p.contains('/') {
+                p == inv.path
+            } else {
+                p == inv.program
+            }
+        };
+        if !self.programs.iter().any(named) {
             return false;
         }
         if !self.hosts.is_empty() && !host.is_some_and(|h| self.hosts.iter().any(|x| x == h)) {

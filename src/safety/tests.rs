@@ -718,6 +718,31 @@ fn configured_rules_come_first_and_can_be_per_host() {
     assert_eq!(on("nexus", "docker restart frigate").verdict, A);
 }
 
+/// A rule naming a path matches that path only; a bare name matches it anywhere.
+#[test]
+fn configured_rules_with_a_path_match_only_that_path() {
+    let mut cfg = crate::config::Config::default();
+    for command in ["/opt/drill/svc.sh", "backup.sh"] {
+        cfg.safety.rules.push(crate::config::SafetyRuleConfig {
+            verdict: "allowed".into(),
+            command: command.into(),
+            args: vec!["start".into()],
+            hosts: vec![],
+        });
+    }
+    let p = Policy::for_config(&cfg).unwrap();
+    let llm = |cmd: &str| judge(cmd, &Context::new(None, Source::Llm), &p).verdict;
+    assert_eq!(llm("/opt/drill/svc.sh start"), A);
+    assert_eq!(
+        llm("/tmp/evil/svc.sh start"),
+        R,
+        "another svc.sh is unknown"
+    );
+    assert_eq!(llm("svc.sh start"), R, "so is one found on PATH");
+    assert_eq!(llm("/usr/local/bin/backup.sh start"), A);
+    assert_eq!(llm("backup.sh start"), A);
+}
+
 #[test]
 fn reasons_name_the_part_that_decided() {
     let j = verdict("docker ps && sudo rm -rf /etc", Source::Llm);

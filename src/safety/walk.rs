@@ -713,7 +713,10 @@ impl Walker<'_> {
         }
 
         let opts = self.policy.options_with_values(program).to_vec();
-        let inv = Invocation::new(program, args, &opts);
+        let inv = Invocation {
+            path: name,
+            ..Invocation::new(program, args, &opts)
+        };
         let verdict = match self.policy.find(&inv, self.ctx.host) {
             Some(rule) => {
                 let (v, id, reason) = (rule.verdict, rule.id.clone(), rule.reason.clone());

@@ -599,11 +599,13 @@ async fn drill_a_with_the_llm_agent_choosing_run_command() {
     let llm = ScriptedLlm::start(Wire::Anthropic, Vec::new()).await;
     let Some(d) = Drill::start_with(
         |_| down_rule("DrillServiceDown", ""),
-        |c, _| {
+        |c, svc| {
             llm.configure(c);
-            // The operator allows the service's own start script (rules match the
-            // program's name).
-            c.safety.rules = vec![crate::agent::allow("svc.sh", &["start"])];
+            // The operator allows the service's own start script, by its path.
+            c.safety.rules = vec![crate::agent::allow(
+                &svc.script().display().to_string(),
+                &["start"],
+            )];
         },
         Options {
             llm: true,
