@@ -72,11 +72,16 @@ impl Anthropic {
             "messages": messages,
         });
         if !req.tools.is_empty() {
+            // Defined even when no call is allowed: a conversation with tool_use blocks
+            // must define its tools, and the same definitions keep the cached prefix.
             body["tools"] = req
                 .tools
                 .iter()
                 .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.schema}))
                 .collect();
+            if !req.may_call_tools {
+                body["tool_choice"] = json!({"type": "none"});
+            }
         }
         body
     }
@@ -237,6 +242,7 @@ mod tests {
             system: "sys",
             turns: &turns,
             tools: &[],
+            may_call_tools: false,
             max_tokens: 100,
         });
         // The tool result and the next user text share one user message, results first.

@@ -68,8 +68,10 @@ pub enum Turn {
 pub struct ChatRequest<'a> {
     pub system: &'a str,
     pub turns: &'a [Turn],
-    /// Empty: the model may not call tools (the last, best-answer call).
+    /// The tools defined (the conversation may refer to them).
     pub tools: &'a [ToolSpec],
+    /// False for the last, best-answer call: answer in text only.
+    pub may_call_tools: bool,
     pub max_tokens: u32,
 }
 

@@ -111,6 +111,27 @@ pub fn cost_usd(prices: &std::collections::BTreeMap<String, Price>, model: &str,
         + per(u.cache_write, p.cache_write.unwrap_or(p.input * 1.25))
 }
 
+/// Why a call is made: what it may do, and its label in llm_usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A step of the loop: tools offered.
+    Agent,
+    /// The last, best-answer call after a limit: tools defined, none may be called.
+    Final,
+    /// The review after an escalation: a fresh conversation without tools.
+    Feedback,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Final => "final",
+            Self::Feedback => "feedback",
+        }
+    }
+}
+
 /// Start of the current UTC day, epoch ms (the budget's period).
 fn day_start(now: i64) -> i64 {
     now - now.rem_euclid(86_400_000)
@@ -261,14 +282,18 @@ impl Agent {
     async fn chat(
         &self,
         event: (&str, &str),
-        purpose: &'static str,
+        purpose: Purpose,
         turns: &[Turn],
-        with_tools: bool,
     ) -> Result<ChatResponse, LlmError> {
         let req = ChatRequest {
             system: SYSTEM,
             turns,
-            tools: if with_tools { &self.specs } else { &[] },
+            tools: if purpose == Purpose::Feedback {
+                &[]
+            } else {
+                &self.specs
+            },
+            may_call_tools: purpose == Purpose::Agent,
             max_tokens: self.cfg.max_tokens,
         };
         let r = self.provider.chat(&req).await;
@@ -293,7 +318,7 @@ impl Agent {
             alert_name: event.1.to_owned(),
             provider: self.provider.name().to_owned(),
             model: model.clone(),
-            purpose: purpose.to_owned(),
+            purpose: purpose.as_str().to_owned(),
             status: status.to_owned(),
             input_tokens: usage.input as i64,
             output_tokens: usage.output as i64,
@@ -472,21 +497,21 @@ impl Agent {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let resp = match tokio::time::timeout(left, self.chat(who, "agent", &turns, true)).await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(err)) => {
-                    failure = Some(err.to_string());
-                    break;
-                }
-                Err(_) => {
-                    limit = Some(format!(
-                        "the time limit ({}s, llm.max_seconds_per_alert)",
-                        self.cfg.max_seconds_per_alert
-                    ));
-                    break;
-                }
-            };
+            let resp =
+                match tokio::time::timeout(left, self.chat(who, Purpose::Agent, &turns)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(err)) => {
+                        failure = Some(err.to_string());
+                        break;
+                    }
+                    Err(_) => {
+                        limit = Some(format!(
+                            "the time limit ({}s, llm.max_seconds_per_alert)",
+                            self.cfg.max_seconds_per_alert
+                        ));
+                        break;
+                    }
+                };
             final_text = resp.text.clone();
             let calls = resp.calls.clone();
             turns.push(Turn::Assistant {
@@ -531,7 +556,7 @@ impl Agent {
             turns.push(Turn::User(format!(
                 "Stopped: {why}. Without tools, in a few sentences: what did you find, and should what you ran fix the alert?"
             )));
-            if let Ok(r) = self.chat(who, "final", &turns, false).await {
+            if let Ok(r) = self.chat(who, Purpose::Final, &turns).await {
                 final_text = r.text;
             }
         }
@@ -657,7 +682,7 @@ impl Agent {
             fence("escalation reason", &redact(&reason, &known))
         ))];
         let Ok(resp) = self
-            .chat((&event_id, &alert_name), "feedback", &turns, false)
+            .chat((&event_id, &alert_name), Purpose::Feedback, &turns)
             .await
         else {
             return;

@@ -59,7 +59,9 @@ impl OpenAi {
             "max_tokens": req.max_tokens,
             "temperature": 0.2,
         });
-        if !req.tools.is_empty() {
+        // Tools only when they may be called: local servers do not all honour
+        // `tool_choice: "none"`, and OpenAI accepts tool history without definitions.
+        if !req.tools.is_empty() && req.may_call_tools {
             body["tools"] = req
                 .tools
                 .iter()

@@ -174,7 +174,88 @@ impl ScriptedLlm {
     }
 }
 
+/// The request rules the real APIs enforce with a 400 (see `../shared/reference/`).
+fn invalid(wire: Wire, body: &Value) -> Option<String> {
+    let messages = body["messages"].as_array()?;
+    match wire {
+        Wire::Anthropic => {
+            let blocks = |m: &Value, kind: &str| -> Vec<String> {
+                m["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| b["type"] == kind)
+                    .map(|b| {
+                        b[if kind == "tool_use" {
+                            "id"
+                        } else {
+                            "tool_use_id"
+                        }]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned()
+                    })
+                    .collect()
+            };
+            let any_tool_blocks = messages
+                .iter()
+                .any(|m| !blocks(m, "tool_use").is_empty() || !blocks(m, "tool_result").is_empty());
+            if any_tool_blocks && body.get("tools").is_none() {
+                return Some(
+                    "Requests which include `tool_use` or `tool_result` blocks must define tools."
+                        .into(),
+                );
+            }
+            for (i, m) in messages.iter().enumerate() {
+                let uses = blocks(m, "tool_use");
+                if uses.is_empty() {
+                    continue;
+                }
+                let answered = messages.get(i + 1).map(|n| blocks(n, "tool_result"));
+                if answered.is_none_or(|a| uses.iter().any(|u| !a.contains(u))) {
+                    return Some(
+                        "`tool_use` ids were found without `tool_result` blocks immediately after"
+                            .into(),
+                    );
+                }
+            }
+            None
+        }
+        Wire::OpenAi => {
+            for (i, m) in messages.iter().enumerate() {
+                let Some(calls) = m["tool_calls"].as_array() else {
+                    continue;
+                };
+                let answers: Vec<&str> = messages[i + 1..]
+                    .iter()
+                    .take_while(|n| n["role"] == "tool")
+                    .filter_map(|n| n["tool_call_id"].as_str())
+                    .collect();
+                if calls
+                    .iter()
+                    .any(|c| !answers.contains(&c["id"].as_str().unwrap_or("")))
+                {
+                    return Some("An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'.".into());
+                }
+            }
+            None
+        }
+    }
+}
+
 async fn answer(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
+    if let Some(message) = invalid(s.wire, &body) {
+        s.requests.lock().unwrap().push(body);
+        let error = match s.wire {
+            Wire::Anthropic => {
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+            }
+            Wire::OpenAi => {
+                json!({"error": {"message": message, "type": "invalid_request_error", "code": null}})
+            }
+        };
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let conversation = body["messages"].to_string();
     s.requests.lock().unwrap().push(body);
     let routed = s
