@@ -514,13 +514,20 @@ impl Agent {
                 };
             final_text = resp.text.clone();
             let calls = resp.calls.clone();
+            if calls.is_empty() {
+                // Not kept in the history: an empty assistant turn is a 400 at Anthropic.
+                if !resp.text.is_empty() {
+                    turns.push(Turn::Assistant {
+                        text: resp.text,
+                        calls,
+                    });
+                }
+                break;
+            }
             turns.push(Turn::Assistant {
                 text: resp.text,
                 calls: calls.clone(),
             });
-            if calls.is_empty() {
-                break;
-            }
             let mut results = Vec::with_capacity(calls.len());
             for call in &calls {
                 // Every call gets an answer, even after a finish (the API requires it).

@@ -48,7 +48,10 @@ impl OpenAi {
                         } else {
                             r.content.clone()
                         };
-                        messages.push(json!({"role": "tool", "tool_call_id": r.id, "name": r.name, "content": content}));
+                        // OpenAI's schema has no `name` here; Ollama finds the call by id.
+                        messages.push(
+                            json!({"role": "tool", "tool_call_id": r.id, "content": content}),
+                        );
                     }
                 }
             }

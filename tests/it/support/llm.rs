@@ -206,6 +206,12 @@ fn invalid(wire: Wire, body: &Value) -> Option<String> {
                         .into(),
                 );
             }
+            if messages
+                .iter()
+                .any(|m| m["content"].as_array().is_some_and(Vec::is_empty))
+            {
+                return Some("messages: all messages must have non-empty content".into());
+            }
             for (i, m) in messages.iter().enumerate() {
                 let uses = blocks(m, "tool_use");
                 if uses.is_empty() {
