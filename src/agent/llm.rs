@@ -84,12 +84,6 @@ pub struct Usage {
     pub cache_write: u64,
 }
 
-impl Usage {
-    pub fn total(&self) -> u64 {
-        self.input + self.output + self.cache_read + self.cache_write
-    }
-}
-
 /// What came back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatResponse {

@@ -33,7 +33,7 @@ use crate::pipeline::remediate::{Plan, PlanContext, PlanSource, Planner, RanOutc
 use crate::runbooks::Runbooks;
 use crate::store::{FeedbackRow, LlmUsageRow, RemediationFilter, Store};
 use llm::{ChatRequest, ChatResponse, LlmError, LlmProvider, Retry, ToolSpec, Turn, Usage};
-use prompt::{SYSTEM, budget, fence, redact};
+use prompt::{SYSTEM, budget, fence};
 use tools::{Finish, RunState, ToolBox};
 
 /// What `/health` shows about the LLM.
@@ -341,8 +341,7 @@ impl Agent {
     /// The alert's context: the first user turn.
     async fn context(&self, ctx: &PlanContext<'_>) -> String {
         let e = ctx.event;
-        let known: Vec<&str> = self.tools.secrets.iter().map(String::as_str).collect();
-        let r = |s: &str| redact(s, &known);
+        let r = |s: &str| self.tools.redact(s);
         let mut out = format!(
             "Alert {} is firing (since {}).\nLabels: {}\nHost: {}\n",
             e.alertname,
@@ -681,12 +680,11 @@ impl Agent {
         if self.within_budget().await.is_err() {
             return;
         }
-        let known: Vec<&str> = self.tools.secrets.iter().map(String::as_str).collect();
         let turns = [Turn::User(format!(
             "Alert {alert_name} was escalated to a person. Why:\n{}\n\
              Reply with JSON only: {{\"root_cause\": \"...\", \"suggested_commands\": [\"...\"]}} \
              (the commands are for a person to review; they are not run).",
-            fence("escalation reason", &redact(&reason, &known))
+            fence("escalation reason", &self.tools.redact(&reason))
         ))];
         let Ok(resp) = self
             .chat((&event_id, &alert_name), Purpose::Feedback, &turns)
@@ -750,6 +748,10 @@ impl Planner for Agent {
 
     async fn plan(&self, ctx: &PlanContext<'_>) -> Result<Option<Plan>, String> {
         self.run(ctx).await
+    }
+
+    fn runs_commands(&self) -> bool {
+        true
     }
 
     async fn after_escalation(&self, event_id: &str, alert_name: &str, reason: &str) {

@@ -209,7 +209,7 @@ mod tests {
         // No usage at all (some local servers).
         let bare = parse_response(&json!({"choices": [{"message": {"content": "hi"}}]})).unwrap();
         assert_eq!(bare.text, "hi");
-        assert_eq!(bare.usage.total(), 0);
+        assert_eq!(bare.usage, crate::agent::llm::Usage::default());
         assert!(parse_response(&json!({"choices": []})).is_err());
     }
 

@@ -143,7 +143,8 @@ fn percent(c: f64) -> f64 {
 }
 
 impl ToolBox {
-    fn redact(&self, text: &str) -> String {
+    /// `text` without the configured secrets or anything that looks like one.
+    pub fn redact(&self, text: &str) -> String {
         let known: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         redact(text, &known)
     }
@@ -377,10 +378,7 @@ impl ToolBox {
             (None, None) => return Err("give metric (a name) or promql".into()),
         };
         let hours = num_arg(args, "hours").unwrap_or(6.0).clamp(1.0, 168.0);
-        let end = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let end = crate::domain::ids::now_ms() as f64 / 1000.0;
         let start = end - hours * 3600.0;
         let step = (hours * 3600.0 / 120.0).max(1.0);
         let series = prom

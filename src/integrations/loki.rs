@@ -43,10 +43,7 @@ impl Loki {
         minutes: u32,
         limit: u32,
     ) -> Result<Vec<LogLine>, LokiError> {
-        let end = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let end = crate::domain::ids::now_ms() * 1_000_000;
         let start = end - i64::from(minutes) * 60 * 1_000_000_000;
         let resp = self
             .client

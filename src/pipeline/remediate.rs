@@ -121,6 +121,12 @@ pub trait Planner: Send + Sync {
     async fn plan(&self, ctx: &PlanContext<'_>) -> Result<Option<Plan>, String>;
     /// Told after an alert was escalated (the LLM agent writes a review for a person).
     async fn after_escalation(&self, _event_id: &str, _alert_name: &str, _reason: &str) {}
+    /// Whether this planner runs commands itself (returned in `Plan::ran`): then the
+    /// pipeline looks in Prometheus before asking it, since its fix may resolve the
+    /// alert before verification starts.
+    fn runs_commands(&self) -> bool {
+        false
+    }
 }
 
 /// No LLM configured.
@@ -555,7 +561,8 @@ impl Remediator {
             failures: &failures,
             learned: &learned,
         };
-        let firing_before = self.config.verification.enabled
+        let firing_before = self.planner.runs_commands()
+            && self.config.verification.enabled
             && matches!(
                 self.presence(&ctx.labels).await,
                 Some(Presence::Firing | Presence::Pending)

@@ -8,7 +8,7 @@ use sqlx::FromRow;
 use super::{Pool, SqlStore, StoreError};
 
 /// One provider call.
-#[derive(Debug, Clone, Default, PartialEq, FromRow, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LlmUsageRow {
     pub id: String,
     pub alert_event_id: String,
@@ -52,7 +52,6 @@ pub struct FeedbackRow {
 pub trait LlmStore: Send + Sync {
     async fn insert_llm_usage(&self, u: &LlmUsageRow) -> Result<(), StoreError>;
     async fn llm_totals(&self, since: i64) -> Result<LlmTotals, StoreError>;
-    async fn list_llm_usage(&self, alert_event_id: &str) -> Result<Vec<LlmUsageRow>, StoreError>;
     async fn insert_feedback(&self, f: &FeedbackRow) -> Result<(), StoreError>;
     async fn list_feedback(&self, limit: u32) -> Result<Vec<FeedbackRow>, StoreError>;
 }
@@ -103,17 +102,6 @@ impl LlmStore for SqlStore {
             tokens,
             cost_usd,
         })
-    }
-
-    async fn list_llm_usage(&self, alert_event_id: &str) -> Result<Vec<LlmUsageRow>, StoreError> {
-        Ok(on_pool!(self, p => {
-            sqlx::query_as::<_, LlmUsageRow>(
-                "SELECT * FROM llm_usage WHERE alert_event_id = $1 ORDER BY created_at, id",
-            )
-            .bind(alert_event_id)
-            .fetch_all(p)
-            .await?
-        }))
     }
 
     async fn insert_feedback(&self, f: &FeedbackRow) -> Result<(), StoreError> {
