@@ -29,7 +29,7 @@ use crate::integrations::loki::Loki;
 use crate::integrations::prometheus::Prometheus;
 use crate::metrics::Metrics;
 use crate::notify::{Kind, Message, Notifications};
-use crate::pipeline::remediate::{Plan, PlanContext, PlanSource, Planner, RanOutcome};
+use crate::pipeline::remediate::{Plan, PlanContext, PlanSource, Planner};
 use crate::runbooks::Runbooks;
 use crate::store::{FeedbackRow, LlmUsageRow, RemediationFilter, Store};
 use llm::{ChatRequest, ChatResponse, LlmError, LlmProvider, Retry, ToolSpec, Turn, Usage};
@@ -578,16 +578,7 @@ impl Agent {
         limit: Option<String>,
         failure: Option<String>,
     ) -> Result<Option<Plan>, String> {
-        let changed = state.ran.iter().any(|r| {
-            !matches!(
-                r.outcome,
-                RanOutcome::NotRun { .. }
-                    | RanOutcome::Completed {
-                        diagnostic: true,
-                        ..
-                    }
-            )
-        });
+        let changed = state.ran.iter().any(|r| r.changed_something());
         let ran_list = || {
             state
                 .ran

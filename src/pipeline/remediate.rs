@@ -74,6 +74,21 @@ pub struct Plan {
     pub seen_firing_before: bool,
 }
 
+impl Plan {
+    /// The state-changing commands of the plan: what learning and failure memory key on.
+    /// For a planner that ran its own commands, those that ran and were not read-only.
+    pub fn changes(&self) -> Vec<String> {
+        if !self.commands.is_empty() {
+            return self.commands.clone();
+        }
+        self.ran
+            .iter()
+            .filter(|r| r.changed_something())
+            .map(|r| r.command.clone())
+            .collect()
+    }
+}
+
 /// A command a planner ran (or tried to).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RanCommand {
@@ -81,6 +96,28 @@ pub struct RanCommand {
     pub host: Option<String>,
     pub command: String,
     pub outcome: RanOutcome,
+}
+
+impl RanCommand {
+    /// It ran (or waits for approval to run) and is not read-only.
+    pub fn changed_something(&self) -> bool {
+        !matches!(
+            self.outcome,
+            RanOutcome::NotRun { .. }
+                | RanOutcome::Completed {
+                    diagnostic: true,
+                    ..
+                }
+        )
+    }
+}
+
+/// "exited 3", or "exited without a code" (killed by a signal).
+fn exited(code: Option<impl std::fmt::Display>) -> String {
+    match code {
+        Some(c) => format!("exited {c}"),
+        None => "exited without a code".into(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -756,7 +793,7 @@ impl Remediator {
             source: plan.source.as_str().into(),
             pattern_id: plan.pattern_id.clone(),
             symptom: ctx.symptom.clone(),
-            commands_sig: library::commands_sig(&plan.commands),
+            commands_sig: library::commands_sig(&plan.changes()),
             commands_executed: "[]".into(),
             output: String::new(),
             status: "running".into(),
@@ -803,7 +840,9 @@ impl Remediator {
         let mut last_change_failed: Option<String> = None;
         for ran in &plan.ran {
             let command = &ran.command;
-            executed.push(command.clone());
+            if !matches!(ran.outcome, RanOutcome::NotRun { .. }) {
+                executed.push(command.clone());
+            }
             match &ran.outcome {
                 RanOutcome::Completed {
                     diagnostic,
@@ -815,23 +854,15 @@ impl Remediator {
                     if !diagnostic {
                         all_diagnostic = false;
                         last_change_failed = (*timed_out || *exit_code != Some(0)).then(|| {
-                            format!(
-                                "`{command}` {}",
-                                if *timed_out {
-                                    "timed out".to_owned()
-                                } else {
-                                    format!(
-                                        "exited {}",
-                                        exit_code
-                                            .map_or("without a code".into(), |c| c.to_string())
-                                    )
-                                }
-                            )
+                            if *timed_out {
+                                format!("`{command}` timed out")
+                            } else {
+                                format!("`{command}` {}", exited(*exit_code))
+                            }
                         });
                     }
                 }
                 RanOutcome::NotRun { reason } => {
-                    executed.pop();
                     outputs.push_str(&format!("$ {command} (not run: {})\n", short(reason, 200)));
                 }
                 RanOutcome::AwaitingApproval {
@@ -861,25 +892,6 @@ impl Remediator {
                     }
                 }
             }
-        }
-        if plan.commands.is_empty() && !plan.ran.is_empty() {
-            // What the planner changed is what learning and failure memory key on.
-            let changes: Vec<String> = plan
-                .ran
-                .iter()
-                .filter(|r| {
-                    !matches!(
-                        r.outcome,
-                        RanOutcome::NotRun { .. }
-                            | RanOutcome::Completed {
-                                diagnostic: true,
-                                ..
-                            }
-                    )
-                })
-                .map(|r| r.command.clone())
-                .collect();
-            row.commands_sig = library::commands_sig(&changes);
         }
         failure = failure.or(last_change_failed);
         let commands = if stop.is_none() {
@@ -926,8 +938,8 @@ impl Remediator {
                         failure = Some(format!("`{command}` timed out"));
                     } else if exit_code != Some(0) {
                         failure = Some(format!(
-                            "`{command}` exited {}: {}",
-                            exit_code.map_or("without a code".into(), |c| c.to_string()),
+                            "`{command}` {}: {}",
+                            exited(exit_code),
                             short(&stderr, 300)
                         ));
                     }
@@ -1112,12 +1124,7 @@ impl Remediator {
         let (code, out) = decided?;
         Ok((
             format!("$ {command} (approved)\n{}\n", short(&out, 800)),
-            (code != Some(0)).then(|| {
-                format!(
-                    "`{command}` (approved) exited {}",
-                    code.map_or("without a code".into(), |c| c.to_string())
-                )
-            }),
+            (code != Some(0)).then(|| format!("`{command}` (approved) {}", exited(code))),
         ))
     }
 
@@ -1151,12 +1158,7 @@ impl Remediator {
                 alert_name: row.alert_name.clone(),
                 matchers: library::identifying(&ctx.labels),
                 host: row.host.clone(),
-                // A planner's plan is what it ran.
-                commands: if plan.commands.is_empty() {
-                    executed.clone()
-                } else {
-                    plan.commands.clone()
-                },
+                commands: plan.changes(),
                 confidence: LEARNED_PRIOR,
                 description: format!("learned from a verified {} fix", row.source),
             };

@@ -654,6 +654,16 @@ async fn drill_a_with_the_llm_agent_choosing_run_command() {
         .await;
     assert_eq!(event["state"], "resolved");
     assert_eq!(llm.requests().len(), 3, "no escalation, so no review call");
+    // Learned: the change that fixed it, not the look around before it.
+    let (_, patterns) = d.app.get("/patterns").await;
+    let learned = patterns["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["origin"] == "learned")
+        .cloned()
+        .expect("the verified LLM fix is learned");
+    assert_eq!(learned["commands"], serde_json::json!([start]), "{learned}");
     d.app.stop().await;
 }
 
