@@ -119,7 +119,7 @@ impl Runbooks {
         };
         let n = r.reload();
         if n == 0 {
-            tracing::info!(dir = %r.dir.display(), "No runbooks found ([runbooks] dir).");
+            tracing::info!(dir = %r.dir.display(), "No runbooks found; the LLM agent works without them ([runbooks] dir).");
         }
         r
     }
@@ -144,7 +144,9 @@ impl Runbooks {
         let n = books.len();
         let mut l = self.loaded.write().unwrap_or_else(|p| p.into_inner());
         *l = Loaded { books, stamp };
-        tracing::info!(runbooks = n, dir = %self.dir.display(), "Runbooks loaded.");
+        if n > 0 {
+            tracing::info!(runbooks = n, dir = %self.dir.display(), "Runbooks loaded.");
+        }
         n
     }
 
