@@ -40,13 +40,21 @@ both_backends! {
                 assert_eq!(v["error"], "unauthorized");
             }
         }
-        for path in ["/alerts", "/version"] {
+        for path in [
+            "/alerts", "/version", "/hosts", "/approvals", "/audit", "/remediations", "/incidents",
+            "/patterns", "/analytics", "/statistics", "/maintenance/status", "/runbooks",
+            "/runbooks/ContainerDown", "/feedback",
+        ] {
             let resp = app.client.get(app.url(path)).send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
             let resp = app.client.get(app.url(path)).bearer_auth("wrong").send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
             let resp = app.client.get(app.url(path)).bearer_auth("api-token-1").send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        }
+        for path in ["/runbooks/reload", "/maintenance/start", "/maintenance/end"] {
+            let resp = app.client.post(app.url(path)).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
         }
         assert!(app.alerts("").await.is_empty(), "a refused webhook stored something");
         // The original path works with valid credentials.
