@@ -695,3 +695,62 @@ async fn the_next_attempt_is_told_what_failed() {
     assert!(second_context.contains("<untrusted-data source=\"remediation history\">"));
     a.app.stop().await;
 }
+
+/// `query_metric_history` against real Prometheus: summary, slope and exhaustion from a
+/// range query; a bad metric name is a tool error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_history_comes_from_real_prometheus() {
+    use crate::support::prometheus::Prometheus;
+    use crate::support::service::Service;
+    jarvis::install_crypto_provider();
+    let svc = Service::start();
+    let target = svc.target();
+    let Some(prom) = tokio::task::spawn_blocking(move || {
+        Prometheus::start(&[target], "      - record: svc_up\n        expr: up\n")
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    let prom_url = prom.url.clone();
+    eventually(
+        "Prometheus has samples",
+        Duration::from_secs(30),
+        || async {
+            let v: Value = reqwest::get(format!("{prom_url}/api/v1/query?query=up"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let script = vec![
+        call(
+            "query_metric_history",
+            json!({"metric": "up", "instance": svc.target(), "hours": 1, "predict_exhaustion": true}),
+        ),
+        call("query_metric_history", json!({"metric": "up or vector(1)"})),
+        escalate("looked at the metrics"),
+    ];
+    let url = prom.url.clone();
+    let Some(a) = start(Wire::OpenAi, script, false, |c| c.prometheus.url = url).await else {
+        return;
+    };
+    a.outcome("MysteryFailure").await;
+    let results = a.llm.tool_results();
+    let history: Value =
+        serde_json::from_str(&results[0]).unwrap_or_else(|e| panic!("{e}: {results:?}"));
+    let series = &history[0];
+    assert_eq!(series["labels"]["instance"], svc.target(), "{history}");
+    assert_eq!(series["current"], 1.0, "{history}");
+    assert_eq!(series["slope_per_hour"], 0.0, "{history}");
+    assert_eq!(series["exhaustion"], "not heading towards exhaustion");
+    assert!(
+        results[1].contains("is not a metric name; use promql"),
+        "{results:?}"
+    );
+    a.app.stop().await;
+}
