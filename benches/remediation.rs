@@ -27,7 +27,7 @@ use jarvis::store::{
     AlertFilter, RemediationFilter, RemediationRow, RemediationStore, SqlStore, Store,
 };
 
-use support::drill::{Drill, down_rule, hint};
+use support::drill::{Drill, restart_rule};
 use support::sshd::Sshd;
 use support::{Backend, TestApp, TestEnv, eventually};
 
@@ -184,19 +184,11 @@ async fn mttr(drills: usize) {
     if drills == 0 {
         return;
     }
-    let Some(d) = Drill::start(
-        |svc| {
-            down_rule(
-                "DrillServiceDown",
-                &hint(&format!("{} start", svc.script().display())),
-            )
-        },
-        |c, _| {
-            // Every round is the same alert again.
-            c.remediation.fingerprint_cooldown_seconds = 0;
-            c.remediation.max_attempts_per_alert = 1000;
-        },
-    )
+    let Some(d) = Drill::start(restart_rule, |c, _| {
+        // Every round is the same alert again.
+        c.remediation.fingerprint_cooldown_seconds = 0;
+        c.remediation.max_attempts_per_alert = 1000;
+    })
     .await
     else {
         panic!("prometheus, prometheus-alertmanager and openssh-server are needed");

@@ -6,22 +6,12 @@ use std::time::Duration;
 use jarvis::config::CascadeRule;
 use serde_json::Value;
 
-use crate::support::drill::{Drill, HOST, Options, down_rule, hint};
+use crate::support::drill::{Drill, HOST, Options, down_rule, hint, restart_rule};
 use crate::support::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_a_a_killed_service_is_restarted_by_its_hint_and_verified() {
-    let Some(d) = Drill::start(
-        |svc| {
-            down_rule(
-                "DrillServiceDown",
-                &hint(&format!("{} start", svc.script().display())),
-            )
-        },
-        |_, _| {},
-    )
-    .await
-    else {
+    let Some(d) = Drill::start(restart_rule, |_, _| {}).await else {
         return;
     };
     d.svc.kill();
@@ -114,12 +104,7 @@ async fn drill_b_a_library_pattern_fixes_it_without_a_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_c_nothing_runs_during_maintenance() {
     let Some(d) = Drill::start(
-        |svc| {
-            down_rule(
-                "DrillServiceDown",
-                &hint(&format!("{} start", svc.script().display())),
-            )
-        },
+        restart_rule,
         // Without [alertmanager] url there is no silence, so the alert reaches Jarvis.
         |c, _| c.alertmanager.url.clear(),
     )
@@ -672,12 +657,7 @@ async fn drill_a_with_the_llm_agent_choosing_run_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_a_on_postgresql() {
     let Some(d) = Drill::start_with(
-        |svc| {
-            down_rule(
-                "DrillServiceDown",
-                &hint(&format!("{} start", svc.script().display())),
-            )
-        },
+        restart_rule,
         |_, _| {},
         Options {
             backend: crate::support::Backend::Postgres,

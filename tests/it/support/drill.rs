@@ -34,6 +34,14 @@ pub fn down_rule(name: &str, annotations: &str) -> String {
     )
 }
 
+/// The drill's usual rule: the service is down, and its hint starts it again.
+pub fn restart_rule(svc: &Service) -> String {
+    down_rule(
+        "DrillServiceDown",
+        &hint(&format!("{} start", svc.script().display())),
+    )
+}
+
 pub fn hint(commands: &str) -> String {
     format!("          remediation_commands: \"{commands}\"\n")
 }
