@@ -190,10 +190,12 @@ pub async fn send_json(
                     .get("x-should-retry")
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v == "false");
-                if !retryable(status) || no_retry || explain(status, &body).is_some() {
-                    return Err(LlmError::Rejected(explain(status, &body).unwrap_or_else(
-                        || format!("{provider} rejected the request ({status}): {message}"),
-                    )));
+                // An explained error will not clear by retrying (a bad key, a spent quota).
+                let explained = explain(status, &body);
+                if !retryable(status) || no_retry || explained.is_some() {
+                    return Err(LlmError::Rejected(explained.unwrap_or_else(|| {
+                        format!("{provider} rejected the request ({status}): {message}")
+                    })));
                 }
                 why = format!("{provider} answered {status}: {message}");
                 let backoff = jitter(retry.base * 2u32.saturating_pow(attempt));
