@@ -77,9 +77,13 @@ pub enum Command {
         /// Who proposes it: operator, learned, llm (the strictest) or manual.
         #[arg(long, default_value = "llm")]
         source: String,
-        /// Print one JSON object: {"verdict", "reason", "rule"}.
+        /// Print one JSON object: {"verdict", "reason", "rule"} (+ "explanation").
         #[arg(long)]
         json: bool,
+        /// Also print how the gate read the command: each program with its options
+        /// and arguments, each rule considered and why it did or did not match.
+        #[arg(long)]
+        explain: bool,
         /// The command, after `--`. One argument is taken as shell text as is; several
         /// are quoted so they mean the same words.
         #[arg(last = true, required = true)]
@@ -203,13 +207,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             host,
             source,
             json,
+            explain,
             command,
         } => {
             let loaded = match load_config(config.as_deref(), None) {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            check_command(&loaded.config, host.as_deref(), &source, json, &command)
+            check_command(
+                &loaded.config,
+                host.as_deref(),
+                &source,
+                Output { json, explain },
+                &command,
+            )
         }
         Command::SendTestAlert(args) => args.run().await,
         Command::Version => {
@@ -235,11 +246,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How `check-command` prints.
+struct Output {
+    json: bool,
+    explain: bool,
+}
+
 fn check_command(
     config: &config::Config,
     host: Option<&str>,
     source: &str,
-    json: bool,
+    out: Output,
     command: &[String],
 ) -> anyhow::Result<ExitCode> {
     use crate::safety::{self, Context, Policy, Source};
@@ -274,10 +291,26 @@ fn check_command(
     };
     let policy = Policy::for_config(config).map_err(anyhow::Error::msg)?;
     let text = safety::quote_argv(command);
-    let j = safety::judge(&text, &Context::new(host_name.as_deref(), source), &policy);
-    if json {
-        println!("{}", serde_json::to_string(&j)?);
+    let ctx = Context::new(host_name.as_deref(), source);
+    let (j, explanation) = if out.explain {
+        safety::explain(&text, &ctx, &policy)
     } else {
+        (safety::judge(&text, &ctx, &policy), Vec::new())
+    };
+    if out.json {
+        let mut v = serde_json::to_value(&j)?;
+        if out.explain {
+            v["explanation"] = serde_json::json!(explanation);
+        }
+        println!("{v}");
+    } else {
+        if out.explain {
+            println!("command: {text}\nsource: {}\n", source.as_str());
+            for line in &explanation {
+                println!("  {line}");
+            }
+            println!();
+        }
         println!(
             "verdict: {}\nrule: {}\nreason: {}",
             j.verdict, j.rule, j.reason

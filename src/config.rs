@@ -421,12 +421,20 @@ impl HostConfig {
 pub struct SelfConfig {
     /// Commands against these containers are blocked; use /self-restart.
     pub protected_containers: Vec<String>,
+    /// systemd units Jarvis depends on (its database): restarting, reloading or
+    /// stopping one needs approval from every source but `operator` (globs allowed).
+    pub depends_on_units: Vec<String>,
 }
 
 impl Default for SelfConfig {
     fn default() -> Self {
         Self {
             protected_containers: vec!["jarvis".into(), "postgres-jarvis".into()],
+            depends_on_units: vec![
+                "postgresql".into(),
+                "postgresql@*".into(),
+                "postgresql.service".into(),
+            ],
         }
     }
 }
@@ -440,6 +448,9 @@ pub struct SafetyConfig {
     /// Seconds an approval waits for a decision before it expires (and never runs).
     pub approval_ttl_seconds: u64,
     pub rules: Vec<SafetyRuleConfig>,
+    /// Globs of further secret files (beyond the built-in list) no command may read
+    /// unattended: `*` within a path segment, `**` across.
+    pub secret_paths: Vec<String>,
 }
 
 impl Default for SafetyConfig {
@@ -449,6 +460,7 @@ impl Default for SafetyConfig {
             rate_limit_per_minute: 60,
             approval_ttl_seconds: 3600,
             rules: Vec::new(),
+            secret_paths: Vec::new(),
         }
     }
 }
@@ -464,6 +476,10 @@ pub struct SafetyRuleConfig {
     pub args: Vec<String>,
     /// Hosts the rule applies to; empty means all.
     pub hosts: Vec<String>,
+    /// Options the rule accepts (`"-n"`, `"--lines="` takes a value, `"-o=/dev/null"`
+    /// only that value); any other option and the rule does not match. Absent: any
+    /// option passes (`check-config` warns for rules granting diagnostic or allowed).
+    pub options: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -708,6 +724,12 @@ pub fn load(
     }
     resolve_secret_files(&mut config, &mut errors);
     errors.extend(validate(&config));
+    if errors.is_empty() {
+        match crate::safety::Policy::for_config(&config) {
+            Ok(policy) => warnings.extend(policy.warnings),
+            Err(e) => errors.push(format!("safety: {e}")),
+        }
+    }
     if errors.is_empty() {
         Ok(LoadedConfig {
             config,

@@ -241,14 +241,15 @@ impl CommandRunner {
     }
 
     /// Judges on a blocking thread with a deadline: should the shell parser ever hang or
-    /// panic on some input, the command is blocked and the caller carries on.
+    /// panic on some input, the command is blocked and the caller carries on. Returns
+    /// the gate's explanation too (kept with approvals, so a person sees why).
     async fn judge_bounded(
         &self,
         command: &str,
         host: &str,
         source: Source,
         previously_verified: bool,
-    ) -> Judgement {
+    ) -> (Judgement, Vec<String>) {
         let (policy, command, host) = (self.policy.clone(), command.to_owned(), host.to_owned());
         let task = tokio::task::spawn_blocking(move || {
             let ctx = Context {
@@ -256,7 +257,7 @@ impl CommandRunner {
                 source,
                 previously_verified,
             };
-            safety::judge(&command, &ctx, &policy)
+            safety::explain(&command, &ctx, &policy)
         });
         let failed = |why: &str| Judgement {
             verdict: Verdict::Blocked,
@@ -265,10 +266,13 @@ impl CommandRunner {
         };
         match tokio::time::timeout(JUDGE_DEADLINE, task).await {
             Ok(Ok(j)) => j,
-            Ok(Err(_)) => failed("the safety gate failed on this command"),
+            Ok(Err(_)) => (failed("the safety gate failed on this command"), Vec::new()),
             Err(_) => {
                 tracing::error!("The safety gate took too long on a command; it is blocked.");
-                failed("the safety gate took too long on this command")
+                (
+                    failed("the safety gate took too long on this command"),
+                    Vec::new(),
+                )
             }
         }
     }
@@ -276,7 +280,7 @@ impl CommandRunner {
     /// Judges and, when policy allows, runs a command.
     pub async fn submit(&self, req: RunRequest) -> Result<RunOutcome, RunError> {
         let host = self.host(&req.host)?.clone();
-        let j = self
+        let (j, explanation) = self
             .judge_bounded(
                 &req.command,
                 &host.name,
@@ -320,6 +324,7 @@ impl CommandRunner {
                     decided_at: None,
                     exit_code: None,
                     output: None,
+                    explanation: explanation.join("\n"),
                 };
                 self.store.insert_approval(&row).await?;
                 self.audit(Self::approval_audit(
@@ -362,7 +367,7 @@ impl CommandRunner {
         }
         let host = self.host(&a.host)?.clone();
         let source = Source::parse(&a.source).unwrap_or(Source::Llm);
-        let j = self
+        let (j, _) = self
             .judge_bounded(&a.command, &host.name, source, false)
             .await;
         if j.verdict == Verdict::Blocked {

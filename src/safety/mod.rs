@@ -10,7 +10,10 @@
 //! substitutions. Program invocations are then matched against the rules of
 //! [`policy::Policy`]; what no rule knows is decided by who proposed it ([`Source`]).
 
+mod options;
 pub mod policy;
+mod scripts;
+mod secrets;
 mod walk;
 
 use std::fmt;
@@ -172,7 +175,18 @@ pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 
 /// Judges `command` under `policy`. Pure: no IO, no clock.
 pub fn judge(command: &str, ctx: &Context<'_>, policy: &Policy) -> Judgement {
-    walk::judge(command, ctx, policy)
+    walk::judge(command, ctx, policy, None)
+}
+
+/// Judges `command` and says how: each program with its options and arguments as the
+/// gate read them, each rule considered and why it did or did not match, each finding.
+/// For `check-command --explain`, and stored with approvals so a person sees why a
+/// command waits.
+pub fn explain(command: &str, ctx: &Context<'_>, policy: &Policy) -> (Judgement, Vec<String>) {
+    let mut trace = Vec::new();
+    let j = walk::judge(command, ctx, policy, Some(&mut trace));
+    trace.push(format!("verdict: {} [{}]: {}", j.verdict, j.rule, j.reason));
+    (j, trace)
 }
 
 #[cfg(test)]

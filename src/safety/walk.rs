@@ -5,14 +5,16 @@ use brush_parser::ast::{
     Command, CommandPrefixOrSuffixItem, CompoundCommand, CompoundList, IoFileRedirectKind,
     IoFileRedirectTarget, IoRedirect, Pipeline, SeparatorOperator, SimpleCommand,
 };
-use brush_parser::word::{self, WordPiece, WordPieceWithSource};
+use brush_parser::word::{self, Parameter, ParameterExpr, WordPiece, WordPieceWithSource};
 use brush_parser::{Parser, ParserOptions};
 
 use super::policy::{Invocation, UnknownPolicy, glob, normalize_path};
-use super::{Context, Judgement, MAX_COMMAND_BYTES, Policy, Source, Verdict};
+use super::{Context, Judgement, MAX_COMMAND_BYTES, Policy, Source, Verdict, scripts, secrets};
 
 /// Nesting (sh -c inside ssh inside sudo ...) deeper than this is blocked.
 const MAX_DEPTH: u32 = 8;
+/// A `for` loop over more words than this is judged with its variable unknown.
+const MAX_LOOP_VALUES: usize = 16;
 /// Brackets nested deeper than this are blocked before parsing.
 const MAX_BRACKET_DEPTH: usize = 32;
 
@@ -97,7 +99,89 @@ const INTERPRETERS: &[&str] = &[
 ];
 const NONE: &[&str] = &[];
 const AWKS: &[&str] = &["awk", "gawk", "mawk", "nawk"];
+/// Variables a command may be given without changing what it runs, reads or writes.
+const HARMLESS_VARS: &[&str] = &[
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+    "CLICOLOR",
+    "FORCE_COLOR",
+    "SYSTEMD_COLORS",
+    "SYSTEMD_LOG_LEVEL",
+    "SYSTEMD_URLIFY",
+    "DEBIAN_FRONTEND",
+    "DEBUG",
+    "VERBOSE",
+    "TIME_STYLE",
+    "BLOCK_SIZE",
+    "DF_BLOCK_SIZE",
+    "DU_BLOCK_SIZE",
+    "QUOTING_STYLE",
+    "GREP_COLORS",
+    "LS_COLORS",
+    "POSIXLY_CORRECT",
+    "COMPOSE_PROJECT_NAME",
+    "DOCKER_CLI_HINTS",
+];
+/// Variables naming a program that tools run (pagers, editors, diff and ssh helpers).
+const PAGER_VARS: &[&str] = &[
+    "PAGER",
+    "SYSTEMD_PAGER",
+    "GIT_PAGER",
+    "MANPAGER",
+    "EDITOR",
+    "VISUAL",
+    "SYSTEMD_EDITOR",
+    "GIT_EDITOR",
+    "SUDO_EDITOR",
+];
 const DANGEROUS_VARS: &[&str] = &[
+    "SYSTEMD_PAGERSECURE",
+    "SYSTEMD_LESS",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "LESS",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    "GIT_EXEC_PATH",
+    "GIT_TEMPLATE_DIR",
+    "GIT_DIR",
+    "GIT_PROXY_COMMAND",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PERL5LIB",
+    "PERL5OPT",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "BROWSER",
+    "GCONV_PATH",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    "TMPDIR",
+    "AWKPATH",
+    "AWKLIBPATH",
+    "JQ_LIBRARY_PATH",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "KUBECONFIG",
+    "CURL_HOME",
+    "WGETRC",
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
+    "OPENSSL_MODULES",
+    "SHELL",
     "PATH",
     "LD_PRELOAD",
     "LD_LIBRARY_PATH",
@@ -116,7 +200,12 @@ const DANGEROUS_VARS: &[&str] = &[
     "CDPATH",
 ];
 
-pub(super) fn judge(command: &str, ctx: &Context<'_>, policy: &Policy) -> Judgement {
+pub(super) fn judge(
+    command: &str,
+    ctx: &Context<'_>,
+    policy: &Policy,
+    trace: Option<&mut Vec<String>>,
+) -> Judgement {
     if command.len() > MAX_COMMAND_BYTES {
         return Judgement {
             verdict: Verdict::Blocked,
@@ -128,6 +217,9 @@ pub(super) fn judge(command: &str, ctx: &Context<'_>, policy: &Policy) -> Judgem
         policy,
         ctx,
         worst: None,
+        trace,
+        cwd_moved: false,
+        loop_vars: Vec::new(),
     };
     w.shell_text(command, 0, Stage::default());
     w.worst.unwrap_or(Judgement {
@@ -146,12 +238,21 @@ struct Stage {
     stdin_redirected: bool,
     /// Runs in the background (`&`).
     background: bool,
+    /// The pipe is fed by a plain `echo`/`printf`/`true` with constant text.
+    trivial_input: bool,
 }
 
 struct Walker<'a> {
     policy: &'a Policy,
     ctx: &'a Context<'a>,
     worst: Option<Judgement>,
+    /// For `--explain`: every step of the walk, in order.
+    trace: Option<&'a mut Vec<String>>,
+    /// The command changes its working directory (`cd`, `-C DIR`, a container's own
+    /// working directory): relative paths could then be anywhere.
+    cwd_moved: bool,
+    /// Variables of the `for` loops being walked, with the value of this pass.
+    loop_vars: Vec<(String, String)>,
 }
 
 /// A word after static analysis: its text if fully known before running.
@@ -163,12 +264,62 @@ fn parser_options() -> ParserOptions {
 
 impl Walker<'_> {
     fn record(&mut self, verdict: Verdict, rule: &str, reason: impl Into<String>) {
+        let reason = reason.into();
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.push(format!("=> {verdict} [{rule}]: {reason}"));
+        }
         if self.worst.as_ref().is_none_or(|w| verdict > w.verdict) {
             self.worst = Some(Judgement {
                 verdict,
-                reason: reason.into(),
+                reason,
                 rule: rule.to_owned(),
             });
+        }
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.push(text());
+        }
+    }
+
+    /// A read of something that may be a secret: blocked for the LLM and learned
+    /// commands, a person decides for operator and manual ones.
+    fn secret(&mut self, what: String) {
+        let v = match self.ctx.source {
+            Source::Llm | Source::Learned => Verdict::Blocked,
+            Source::Operator | Source::Manual => Verdict::ApprovalRequired,
+        };
+        self.record(v, "secret-read", what);
+    }
+
+    /// Whether `path`, read by a program, could be a secret; records it if so.
+    fn check_secret(&mut self, program: &str, path: Option<&str>, recursive: bool, devices: bool) {
+        match path {
+            None => self.secret(format!(
+                "{program} reads a path only known at run time, which could be a secret"
+            )),
+            Some(p) => {
+                if let Some(s) = secrets::secret_named(
+                    p,
+                    recursive,
+                    self.cwd_moved,
+                    &self.policy.secret_paths,
+                    devices,
+                ) {
+                    let how = if recursive { " (recursively)" } else { "" };
+                    self.secret(format!(
+                        "{program} reads {p}{how}, which may be a secret ({s})"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Run-time text sent into the network: blocked for every source but `operator`.
+    fn exfiltration(&mut self, what: String) {
+        if self.ctx.source != Source::Operator {
+            self.block("exfiltration", what);
         }
     }
 
@@ -281,6 +432,7 @@ impl Walker<'_> {
         for (i, cmd) in p.seq.iter().enumerate() {
             let stage = Stage {
                 piped: stage.piped || i > 0,
+                trivial_input: i > 0 && trivial_feeder(&p.seq[i - 1]),
                 ..stage
             };
             self.command(cmd, depth, stage);
@@ -326,10 +478,30 @@ impl Walker<'_> {
             CompoundCommand::BraceGroup(g) => self.list(&g.list, depth, stage),
             CompoundCommand::Subshell(s) => self.list(&s.list, depth, stage),
             CompoundCommand::ForClause(f) => {
-                for w in f.values.iter().flatten() {
-                    self.word(&w.value, depth);
+                let values: Vec<Arg> = f
+                    .values
+                    .iter()
+                    .flatten()
+                    .map(|w| self.word(&w.value, depth))
+                    .collect();
+                // `for f in a b c` with known words: the body is judged once for each,
+                // with $f standing for it, so `for c in x y; do docker restart $c; done`
+                // is judged as what it runs.
+                let bindable = !values.is_empty()
+                    && values.len() <= MAX_LOOP_VALUES
+                    && values.iter().all(|v| {
+                        v.as_deref()
+                            .is_some_and(|v| !v.contains(char::is_whitespace))
+                    });
+                if bindable {
+                    for v in values.into_iter().flatten() {
+                        self.loop_vars.push((f.variable_name.clone(), v));
+                        self.list(&f.body.list, depth, stage);
+                        self.loop_vars.pop();
+                    }
+                } else {
+                    self.list(&f.body.list, depth, stage);
                 }
-                self.list(&f.body.list, depth, stage);
             }
             CompoundCommand::CaseClause(c) => {
                 self.word(&c.value.value, depth);
@@ -434,6 +606,13 @@ impl Walker<'_> {
                     out.push('~');
                     known = false;
                 }
+                WordPiece::ParameterExpansion(ParameterExpr::Parameter {
+                    parameter: Parameter::Named(name),
+                    indirect: false,
+                }) => match self.loop_vars.iter().rev().find(|(n, _)| n == name) {
+                    Some((_, value)) => out.push_str(value),
+                    None => known = false,
+                },
                 WordPiece::ParameterExpansion(_) => known = false,
                 WordPiece::CommandSubstitution(c) | WordPiece::BackquotedCommandSubstitution(c) => {
                     // Its output becomes an argument; what it runs is judged like any command.
@@ -478,7 +657,19 @@ impl Walker<'_> {
                     }
                 };
                 match kind {
-                    IoFileRedirectKind::Read => fd.is_none_or(|f| f == 0),
+                    IoFileRedirectKind::Read => {
+                        if let Some(p) = path.as_deref()
+                            && (glob("/dev/tcp/**", &normalize_path(p))
+                                || glob("/dev/udp/**", &normalize_path(p)))
+                        {
+                            self.block(
+                                "network-redirect",
+                                format!("reading {p} opens a network connection"),
+                            );
+                        }
+                        self.check_secret("a < redirection", path.as_deref(), false, true);
+                        fd.is_none_or(|f| f == 0) && path.as_deref() != Some("/dev/null")
+                    }
                     IoFileRedirectKind::DuplicateInput => false,
                     IoFileRedirectKind::Write
                     | IoFileRedirectKind::Append
@@ -488,6 +679,7 @@ impl Walker<'_> {
                         false
                     }
                     IoFileRedirectKind::ReadAndWrite => {
+                        self.check_secret("a <> redirection", path.as_deref(), false, true);
                         self.write_target(path.as_deref());
                         fd.is_none_or(|f| f == 0)
                     }
@@ -604,6 +796,7 @@ impl Walker<'_> {
         let mut stage = stage;
         let mut argv: Vec<Arg> = Vec::new();
         let mut assignments = 0;
+        let mut names: Vec<String> = Vec::new();
         let items = sc
             .prefix
             .iter()
@@ -625,6 +818,7 @@ impl Walker<'_> {
                 Some(CommandPrefixOrSuffixItem::AssignmentWord(a, w)) => {
                     if argv.is_empty() {
                         assignments += 1;
+                        names.push(a.name.to_string());
                         self.assignment(&a.name.to_string(), &w.value, depth);
                     } else {
                         // After the command name it is an ordinary argument (`env X=1`).
@@ -643,18 +837,53 @@ impl Walker<'_> {
             }
             return;
         }
+        for name in &names {
+            self.environment_for_command(name);
+        }
         self.invocation(&argv, depth, stage);
     }
 
     fn assignment(&mut self, name: &str, value: &str, depth: u32) {
-        self.dangerous_variable(name.split('[').next().unwrap_or(name));
-        self.word(value, depth);
+        let text = self.word(value, depth);
+        // The parser may hand over the whole `NAME=VALUE` word.
+        let text = text.map(|t| {
+            t.strip_prefix(&format!("{name}="))
+                .map(str::to_owned)
+                .unwrap_or(t)
+        });
+        self.dangerous_variable(&format!("{name}={}", text.as_deref().unwrap_or("$…")));
+    }
+
+    /// A variable given to a program (`X=1 cmd`, `env X=1 cmd`, `sudo X=1 cmd`) can
+    /// change what it runs, reads or writes (`TAR_OPTIONS`, `SSLKEYLOGFILE`, `HOME`):
+    /// only variables known to be harmless keep a command unattended.
+    fn environment_for_command(&mut self, name: &str) {
+        let name = name.split('=').next().unwrap_or(name);
+        let harmless = HARMLESS_VARS.contains(&name)
+            || name.starts_with("LC_")
+            || (PAGER_VARS.contains(&name));
+        if !harmless {
+            self.record(
+                Verdict::ApprovalRequired,
+                "environment",
+                format!("{name} is set for the command; the gate does not know what {name} changes in it"),
+            );
+        }
     }
 
     /// Blocks setting variables that change what runs (PATH, LD_*) or hide history.
     /// Returns whether it blocked.
-    fn dangerous_variable(&mut self, name: &str) -> bool {
-        let dangerous = DANGEROUS_VARS.contains(&name) || name.starts_with("LD_");
+    fn dangerous_variable(&mut self, assignment: &str) -> bool {
+        let (name, value) = assignment.split_once('=').unwrap_or((assignment, ""));
+        let name = name.split('[').next().unwrap_or(name);
+        // Pagers and editors run programs; `cat` or nothing is the only harmless value.
+        let dangerous = if PAGER_VARS.contains(&name) {
+            !matches!(value, "" | "cat")
+        } else {
+            DANGEROUS_VARS.contains(&name)
+                || name.starts_with("LD_")
+                || name.starts_with("GIT_CONFIG")
+        };
         if dangerous {
             self.block(
                 "dangerous-variable",
@@ -702,6 +931,32 @@ impl Walker<'_> {
             return;
         }
 
+        // SysV init scripts are services: `/etc/init.d/docker restart` is `service
+        // docker restart`, not the docker CLI.
+        if let Some(script) = ["/etc/init.d/", "/etc/rc.d/init.d/", "/etc/rc.d/"]
+            .iter()
+            .find_map(|d| normalize_path(name).strip_prefix(d).map(str::to_owned))
+            && !script.is_empty()
+            && !script.contains('/')
+        {
+            let mut svc: Vec<Arg> = vec![Some("service".into()), Some(script)];
+            svc.extend(args.iter().cloned());
+            self.invocation(&svc, depth + 1, stage);
+            return;
+        }
+        if matches!(program, "cd" | "pushd" | "popd")
+            || args.iter().flatten().any(|a| {
+                matches!(
+                    a.as_str(),
+                    "-C" | "--chdir" | "--directory" | "-D" | "--workdir" | "-w"
+                ) || a.starts_with("--chdir=")
+                    || a.starts_with("--directory=")
+                    || a.starts_with("--workdir=")
+            })
+            || matches!(program, "docker" | "podman" | "nerdctl" | "kubectl")
+        {
+            self.cwd_moved = true;
+        }
         if self.self_protection(program, args) {
             return;
         }
@@ -712,29 +967,7 @@ impl Walker<'_> {
             return;
         }
 
-        let opts = self.policy.options_with_values(program).to_vec();
-        let inv = Invocation {
-            path: name,
-            ..Invocation::new(program, args, &opts)
-        };
-        let verdict = match self.policy.find(&inv, self.ctx.host) {
-            Some(rule) => {
-                let (v, id, reason) = (rule.verdict, rule.id.clone(), rule.reason.clone());
-                self.record(v, &id, format!("{}: {reason}", display(argv)));
-                v
-            }
-            None => {
-                let (v, rule, why) = self.unknown();
-                self.record(v, rule, format!("{}: {why}", display(argv)));
-                v
-            }
-        };
-        // Programs that write the files they name.
-        if matches!(program, "tee") {
-            for a in inv.positional.iter() {
-                self.write_target(*a);
-            }
-        }
+        let verdict = self.by_rules(name, program, args, stage);
         if stage.background && verdict >= Verdict::Allowed {
             self.record(
                 Verdict::ApprovalRequired,
@@ -744,6 +977,148 @@ impl Walker<'_> {
                     display(argv)
                 ),
             );
+        }
+    }
+
+    /// Judges an invocation (wrappers and nesting already looked through) by the first
+    /// matching rule, then the checks that hold whatever rule matched.
+    fn by_rules(&mut self, name: &str, program: &str, args: &[Arg], stage: Stage) -> Verdict {
+        let spec = self.policy.spec(program);
+        let inv = Invocation {
+            path: name,
+            ..Invocation::new(program, args, spec)
+        };
+        self.note(|| inv.describe());
+        let rule = match self.trace.as_deref_mut() {
+            Some(t) => self
+                .policy
+                .find(&inv, self.ctx.host, self.ctx.source, Some(t)),
+            None => self.policy.find(&inv, self.ctx.host, self.ctx.source, None),
+        };
+        let shown = display_parts(name, args);
+        let verdict = match rule {
+            Some(rule) => {
+                let v = rule.verdict_for(self.ctx.source);
+                let (id, reason) = (rule.id.clone(), rule.reason.clone());
+                self.record(v, &id, format!("{shown}: {reason}"));
+                v
+            }
+            None => {
+                let (v, rule, why) = self.unknown();
+                self.record(v, rule, format!("{shown}: {why}"));
+                v
+            }
+        };
+        self.reads_and_network(program, &inv, stage);
+        // Programs that write the files they name.
+        if matches!(program, "tee") {
+            for a in inv.positional.iter() {
+                self.write_target(*a);
+            }
+        }
+        verdict
+    }
+
+    /// Judges `argv` by the rules alone (for a sub-operation such as `compose run`).
+    fn rules_only(&mut self, argv: &[Arg]) {
+        if let Some(Some(name)) = argv.first() {
+            let program = name.rsplit('/').next().unwrap_or(name).to_owned();
+            self.by_rules(&name.clone(), &program, &argv[1..], Stage::default());
+        }
+    }
+
+    /// The checks that hold whatever rule matched: no secret is read, and nothing only
+    /// known at run time is sent into the network.
+    fn reads_and_network(&mut self, program: &str, inv: &Invocation<'_>, stage: Stage) {
+        let spec = self.policy.spec(program);
+        // Archive members are paths from the archive's root (`unzip -p etc.zip etc/shadow`).
+        if matches!(program, "unzip" | "tar" | "bsdtar" | "7z" | "7za" | "cpio") {
+            let skip = usize::from(program == "unzip" || program.starts_with("7z"));
+            for m in inv.positional.iter().skip(skip).flatten() {
+                let rooted = format!("/{}", m.trim_start_matches("./").trim_start_matches('/'));
+                self.check_secret(program, Some(&rooted), false, true);
+            }
+        }
+        if !spec.metadata && !spec.free_args {
+            let recursive = spec.is_recursive(inv);
+            let devices = !spec.device_query;
+            let files: Vec<Option<&str>> = spec.file_arguments(inv).to_vec();
+            let mut checked: Vec<&str> = Vec::new();
+            for f in &files {
+                self.check_secret(program, *f, recursive, devices);
+                if let Some(f) = f {
+                    checked.push(f);
+                }
+            }
+            // A recursive search narrowed to some file names reaches those names
+            // anywhere below (`grep -r --include='*.env' x /opt`).
+            if recursive {
+                let narrowed: Vec<&str> = inv
+                    .opts
+                    .iter()
+                    .filter(|o| {
+                        matches!(o.name.as_str(), "--include" | "-g" | "--glob" | "--iglob")
+                    })
+                    .flat_map(|o| o.values.iter().flatten().copied())
+                    .collect();
+                for f in files.iter().flatten() {
+                    for n in &narrowed {
+                        let n = n.trim_start_matches('!');
+                        let base = f.trim_end_matches('/');
+                        let path = if n.contains('/') {
+                            format!("{base}/{n}")
+                        } else {
+                            format!("{base}/**/{n}")
+                        };
+                        self.check_secret(program, Some(&path), false, devices);
+                    }
+                }
+            }
+            // Option values that are files it reads.
+            for o in &inv.opts {
+                let reads_file = spec.accepted.iter().any(|a| {
+                    a.name == o.name && a.constraint == super::options::Constraint::ReadFile
+                });
+                if reads_file {
+                    for v in &o.values {
+                        self.check_secret(program, *v, false, devices);
+                    }
+                }
+            }
+            // Any other word that names an absolute or home path, alone or after
+            // `=`, `@` or `:` (`if=/dev/sda`, `@/etc/shadow`, `--file=~/.pgpass`).
+            for w in inv.all.iter().flatten() {
+                if checked.contains(w) {
+                    continue;
+                }
+                let mut parts = vec![*w];
+                for sep in ['=', '@', ':'] {
+                    if let Some((_, after)) = w.split_once(sep) {
+                        parts.push(after);
+                    }
+                }
+                for p in parts {
+                    if p.starts_with('/') || p.starts_with('~') {
+                        self.check_secret(program, Some(p), recursive, devices);
+                    }
+                }
+            }
+        }
+        if spec.network {
+            if inv.all.iter().any(|a| a.is_none()) {
+                self.exfiltration(format!(
+                    "{program}: an argument only known at run time (a substitution or variable) goes into the network"
+                ));
+            }
+            // openssl only sends its input with s_client (x509 reads a certificate).
+            let sends = spec.sends_stdin
+                && (program != "openssl"
+                    || matches!(inv.positional.first(), Some(Some("s_client" | "s_time"))));
+            if sends && (stage.piped && !stage.trivial_input || stage.stdin_redirected) {
+                self.exfiltration(format!(
+                    "{program} sends its standard input, fed from another command or a file, into the network"
+                ));
+            }
         }
     }
 
@@ -873,8 +1248,10 @@ impl Walker<'_> {
                     if !is_assignment(a) {
                         // Not a shell identifier: it may be taken as the program too.
                         self.invocation(&rest[k..], depth + 1, stage);
-                    } else if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
+                    } else if self.dangerous_variable(a) {
                         return true;
+                    } else {
+                        self.environment_for_command(a);
                     }
                 }
                 Some(&rest[assignments..])
@@ -977,8 +1354,10 @@ impl Walker<'_> {
                             if !is_assignment(a) {
                                 // env sets it anyway; judge the reading as a program too.
                                 self.invocation(&args[i..], depth + 1, stage);
-                            } else if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
+                            } else if self.dangerous_variable(a) {
                                 return true;
+                            } else {
+                                self.environment_for_command(a);
                             }
                             i += 1;
                         }
@@ -1019,10 +1398,32 @@ impl Walker<'_> {
                         "--process-slot-var",
                     ],
                 );
+                // The file it reads its arguments from is read like any other.
+                for w in args.windows(2) {
+                    if matches!(w[0].as_deref(), Some("-a" | "--arg-file")) {
+                        self.check_secret("xargs", w[1].as_deref(), false, true);
+                    }
+                }
+                if let Some(Some(f)) = args
+                    .iter()
+                    .find(|a| a.as_deref().is_some_and(|a| a.starts_with("--arg-file=")))
+                {
+                    self.check_secret("xargs", f.split_once('=').map(|x| x.1), false, true);
+                }
+                // `-I REPL`: words holding REPL get what arrives on standard input.
+                let repl: Option<String> = args.windows(2).find_map(|w| match w[0].as_deref() {
+                    Some("-I" | "-i" | "--replace") => w[1].clone().or(Some("{}".into())),
+                    _ => None,
+                });
                 let mut inner: Vec<Arg> = if r.is_empty() {
                     vec![Some("echo".into())]
                 } else {
-                    r.to_vec()
+                    r.iter()
+                        .map(|a| match (a, &repl) {
+                            (Some(w), Some(rp)) if w.contains(rp.as_str()) => None,
+                            _ => a.clone(),
+                        })
+                        .collect()
                 };
                 inner.push(None); // arguments arrive on standard input
                 self.invocation(
@@ -1200,7 +1601,7 @@ impl Walker<'_> {
                 for a in args.iter() {
                     match a.as_deref() {
                         Some(a) => {
-                            if self.dangerous_variable(a.split('=').next().unwrap_or("")) {
+                            if self.dangerous_variable(a) {
                                 return true;
                             }
                         }
@@ -1268,7 +1669,18 @@ impl Walker<'_> {
                         "-e", "-m", "-O", "-Q", "-S", "-W", "-w", "-B", "-I",
                     ],
                 );
-                if r.len() < 2 {
+                self.ssh_options(&args[..args.len() - r.len()]);
+                if args
+                    .iter()
+                    .any(|a| matches!(a.as_deref(), Some("-G" | "-V")))
+                    && r.len() <= 1
+                {
+                    self.record(
+                        Verdict::Diagnostic,
+                        "ssh-config",
+                        "prints ssh's configuration or version",
+                    );
+                } else if r.len() < 2 {
                     self.block(
                         "interactive-shell",
                         "ssh without a remote command opens a shell",
@@ -1363,39 +1775,195 @@ impl Walker<'_> {
                 }
                 true
             }
-            p if AWKS.contains(&p) => {
-                self.awk(p, args);
-                true
-            }
-            "sed" => {
-                // GNU sed can run commands (`e`) and write files (`w`).
-                let script: String = args
-                    .iter()
-                    .flatten()
-                    .filter(|a| !a.starts_with('-'))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let executes = script.split([';', '\n', '}', '{']).any(|c| {
-                    let c = c.trim();
-                    c == "e"
-                        || c.starts_with("e ")
-                        || c.ends_with("/e")
-                        || c.contains("/e ")
-                        || c.starts_with('w') && c.len() > 1
-                        || c.contains("/w ")
-                });
-                if executes {
-                    self.block(
-                        "sed-exec",
-                        "sed script that executes commands or writes files",
+            p if AWKS.contains(&p) => self.awk(p, args),
+            "sed" => self.sed(args),
+            "jq" | "gojq" | "jaq" | "yq" => {
+                let inv = Invocation::new(program, args, self.policy.spec(program));
+                if let Some(Some(filter)) = inv.positional.first()
+                    && filter
+                        .split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .any(|w| w == "import" || w == "include")
+                {
+                    self.record(
+                        Verdict::ApprovalRequired,
+                        "jq-module",
+                        format!("{program} filter loads modules from files"),
                     );
-                    return true;
+                }
+                if let Some(Some(filter)) = inv.positional.first() {
+                    // yq's load functions read files; string constants may name one.
+                    if filter.contains("load") {
+                        self.record(
+                            Verdict::ApprovalRequired,
+                            "yq-load",
+                            format!("{program} filter loads files"),
+                        );
+                    }
+                    for lit in filter.split('"').skip(1).step_by(2) {
+                        if lit.starts_with('/') || lit.starts_with('~') {
+                            self.check_secret(program, Some(lit), false, true);
+                        }
+                    }
                 }
                 false
             }
             _ => false,
         }
+    }
+
+    /// ssh's own options: a local command (`ProxyCommand`, `LocalCommand`), a config
+    /// file that may hold one, forwarded ports and sockets, or a log file to write
+    /// make it more than "run this on that host".
+    fn ssh_options(&mut self, opts: &[Arg]) {
+        let spec = self.policy.spec("ssh");
+        let inv = Invocation::new("ssh", opts, spec);
+        for o in &inv.opts {
+            let value = o.values.first().copied().flatten().unwrap_or("");
+            let key = value
+                .split(['=', ' '])
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if o.name == "-o"
+                && matches!(
+                    key.as_str(),
+                    "proxycommand"
+                        | "localcommand"
+                        | "permitlocalcommand"
+                        | "knownhostscommand"
+                        | "proxyusefdpass"
+                        | "remotecommand"
+                        | "match"
+                )
+            {
+                self.block(
+                    "ssh-local-command",
+                    format!("ssh -o {value} runs a command on this host"),
+                );
+            } else if o.name == "-o" && o.values.first().is_some_and(|v| v.is_none()) {
+                self.block("dynamic-command", "ssh option only known at run time");
+            } else if !spec
+                .accepted
+                .iter()
+                .any(|a| a.name == o.name && a.accepts(o).is_ok())
+            {
+                self.record(
+                    Verdict::ApprovalRequired,
+                    "ssh-options",
+                    format!("ssh {}: forwards ports, reads a config or key file, or sets an option the gate does not accept unattended", o.name),
+                );
+            }
+        }
+    }
+
+    /// sed: judges what its script does (runs commands, writes or reads files), then
+    /// lets the rules judge its options. Returns true when it decided.
+    fn sed(&mut self, args: &[Arg]) -> bool {
+        let inv = Invocation::new("sed", args, self.policy.spec("sed"));
+        let mut scripts: Vec<Option<&str>> = inv
+            .opts
+            .iter()
+            .filter(|o| o.name == "-e" || o.name == "--expression")
+            .flat_map(|o| o.values.iter().copied())
+            .collect();
+        if scripts.is_empty() {
+            match inv.positional.first() {
+                Some(first) => scripts.push(*first),
+                None => return false, // no script: sed -f, judged by its options
+            }
+        }
+        for script in scripts {
+            let Some(script) = script else {
+                self.block("dynamic-command", "sed script only known at run time");
+                return true;
+            };
+            match scripts::sed(script) {
+                Err(e) => self.record(
+                    Verdict::ApprovalRequired,
+                    "sed-unparsed",
+                    format!("the sed script {script:?} cannot be read ({e}), so it cannot be called read-only"),
+                ),
+                Ok(fx) => {
+                    if fx.executes {
+                        self.block("sed-exec", format!("sed script {script:?} runs shell commands (e)"));
+                    }
+                    for w in &fx.writes {
+                        self.write_target(Some(w));
+                    }
+                    for r in &fx.reads {
+                        self.check_secret("sed", Some(r), false, true);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// awk: judges what its program does, then lets the rules judge its options.
+    fn awk(&mut self, program: &str, args: &[Arg]) -> bool {
+        let inv = Invocation::new(program, args, self.policy.spec(program));
+        let mut sources: Vec<Option<&str>> = inv
+            .opts
+            .iter()
+            .filter(|o| matches!(o.name.as_str(), "-e" | "--source"))
+            .flat_map(|o| o.values.iter().copied())
+            .collect();
+        let from_file = inv
+            .opts
+            .iter()
+            .any(|o| matches!(o.name.as_str(), "-f" | "--file" | "-E" | "--exec"));
+        if sources.is_empty() && !from_file {
+            match inv.positional.first() {
+                Some(first) => sources.push(*first),
+                None => {
+                    self.block("unparseable", format!("{program} without a program"));
+                    return true;
+                }
+            }
+        }
+        for src in sources {
+            let Some(src) = src else {
+                self.block(
+                    "dynamic-command",
+                    format!("{program} program only known at run time"),
+                );
+                return true;
+            };
+            match scripts::awk(src) {
+                Err(e) => self.record(
+                    Verdict::ApprovalRequired,
+                    "awk-unparsed",
+                    format!("the {program} program cannot be read ({e}), so it cannot be called read-only"),
+                ),
+                Ok(fx) => {
+                    if let Some(why) = fx.executes {
+                        self.block("awk-exec", format!("{program} program {why}"));
+                    }
+                    for w in &fx.writes {
+                        match w {
+                            Some(path) => self.write_target(Some(path)),
+                            None => self.record(
+                                Verdict::ApprovalRequired,
+                                "awk-write",
+                                format!("{program} program writes to a file named at run time"),
+                            ),
+                        }
+                    }
+                    for r in &fx.reads {
+                        self.check_secret(program, r.as_deref(), false, true);
+                    }
+                    if fx.rewrites_argv {
+                        self.secret(format!(
+                            "{program} program changes ARGV, so the files it reads are only known at run time"
+                        ));
+                    }
+                    for s in fx.strings.iter().filter(|s| s.starts_with('/') || s.starts_with('~')) {
+                        self.check_secret(program, Some(s), false, true);
+                    }
+                }
+            }
+        }
+        false
     }
 
     fn container_exec(&mut self, program: &str, args: &[Arg], depth: u32) -> bool {
@@ -1425,6 +1993,15 @@ impl Walker<'_> {
             }
             _ => return false,
         };
+        if compose && top.iter().any(|a| a.as_deref() == Some("run")) {
+            // `compose run` starts a new container: as `docker run`, with its mounts.
+            let mut run: Vec<Arg> = vec![Some("run".into())];
+            run.extend(sub_rest.iter().cloned());
+            let argv: Vec<Arg> = std::iter::once(Some(program.to_owned()))
+                .chain(run)
+                .collect();
+            self.rules_only(&argv);
+        }
         if sub_rest
             .iter()
             .any(|a| matches!(a.as_deref(), Some("--privileged")))
@@ -1475,8 +2052,49 @@ impl Walker<'_> {
         true
     }
 
+    /// find: its actions are judged as what they run (`-exec CMD {}` as CMD on a path
+    /// somewhere under the start paths, `-delete` as `rm` of what it matches, `-fprint
+    /// FILE` as a write), then the rest of the expression by the rules like any other
+    /// invocation. Returns true when it decided.
     fn find(&mut self, args: &[Arg], depth: u32, stage: Stage) -> bool {
-        let mut handled = false;
+        // Start paths: after -H/-L/-P/-D/-O, before the first expression word.
+        let mut k = 0;
+        while let Some(Some(a)) = args.get(k) {
+            match a.as_str() {
+                "-H" | "-L" | "-P" => k += 1,
+                "-D" => k += 2,
+                o if o.starts_with("-O") => k += 1,
+                _ => break,
+            }
+        }
+        let starts: Vec<&Arg> = args[k.min(args.len())..]
+            .iter()
+            .take_while(|a| {
+                a.as_deref()
+                    .is_none_or(|a| !a.starts_with('-') && a != "(" && a != "!" && a != ",")
+            })
+            .collect();
+        let names: Vec<&str> = args
+            .windows(2)
+            .filter(|w| matches!(w[0].as_deref(), Some("-name" | "-iname")))
+            .filter_map(|w| w[1].as_deref())
+            .collect();
+        // What `{}` stands for: something under the start path, named as -name says
+        // when there is exactly one -name and nothing (-o, !) that could widen it.
+        let widened = args
+            .iter()
+            .any(|a| matches!(a.as_deref(), Some("-o" | "-or" | "," | "!" | "-not")));
+        let leaf = match names.as_slice() {
+            [n] if !n.contains('/') && !widened => format!("**/{n}"),
+            _ => "**".to_owned(),
+        };
+        let found: Arg = match starts.as_slice() {
+            [] => Some(format!("./{leaf}")),
+            [Some(one)] => Some(format!("{}/{leaf}", one.trim_end_matches('/'))),
+            _ => None,
+        };
+        let mut rest: Vec<Arg> = vec![Some("find".into())];
+        let mut acted = false;
         let mut i = 0;
         while i < args.len() {
             match args[i].as_deref() {
@@ -1487,103 +2105,89 @@ impl Walker<'_> {
                         .map_or(args.len(), |p| i + 1 + p);
                     let inner: Vec<Arg> = args[i + 1..end]
                         .iter()
-                        .map(|a| {
-                            if a.as_deref().is_some_and(|a| a.contains("{}")) {
-                                None
-                            } else {
-                                a.clone()
-                            }
+                        .map(|a| match (a, &found) {
+                            (Some(a), Some(f)) if a.contains("{}") => Some(a.replace("{}", f)),
+                            (Some(a), None) if a.contains("{}") => None,
+                            _ => a.clone(),
                         })
                         .collect();
                     if inner.is_empty() {
                         self.block("unparseable", "find -exec without a command");
                     } else {
+                        self.note(|| {
+                            format!(
+                                "find {} runs: {}",
+                                args[i].as_deref().unwrap_or(""),
+                                display(&inner)
+                            )
+                        });
                         self.invocation(&inner, depth + 1, Stage::default());
                     }
-                    handled = true;
+                    acted = true;
                     i = end + 1;
                 }
                 Some("-delete") => {
-                    // Deletes what it finds under the start paths: judge as `rm -r` of
-                    // something under each of them.
-                    let paths: Vec<Arg> = args
-                        .iter()
-                        .take_while(|a| a.as_deref().is_none_or(|a| !a.starts_with('-')))
-                        .map(|a| {
-                            a.as_ref()
-                                .map(|p| format!("{}/found-by-find", p.trim_end_matches('/')))
-                        })
-                        .collect();
-                    let mut rm = vec![Some("rm".to_owned()), Some("-r".to_owned())];
-                    if paths.is_empty() {
-                        rm.push(Some(".".into()))
+                    // Deletes what it matches under the start paths: judged as `rm` of
+                    // the matching names there (`rm -r` of everything without -name).
+                    let mut rm = vec![Some("rm".to_owned())];
+                    let bases: Vec<Arg> = if starts.is_empty() {
+                        vec![Some(".".into())]
                     } else {
-                        rm.extend(paths)
+                        starts.iter().map(|a| (*a).clone()).collect()
+                    };
+                    match names.as_slice() {
+                        [name] if !name.contains('/') && !widened => {
+                            for b in bases {
+                                rm.push(
+                                    b.map(|b| format!("{}/**/{name}", b.trim_end_matches('/'))),
+                                );
+                            }
+                        }
+                        _ => {
+                            rm.push(Some("-r".into()));
+                            for b in bases {
+                                rm.push(
+                                    b.map(|b| format!("{}/found-by-find", b.trim_end_matches('/'))),
+                                );
+                            }
+                        }
                     }
+                    self.note(|| format!("find -delete judged as: {}", display(&rm)));
                     self.invocation(&rm, depth + 1, stage);
-                    handled = true;
+                    acted = true;
                     i += 1;
                 }
                 Some("-fprint" | "-fprint0" | "-fprintf" | "-fls") => {
                     self.write_target(args.get(i + 1).and_then(|a| a.as_deref()));
-                    handled = true;
-                    i += 2;
+                    acted = true;
+                    i += if args[i].as_deref() == Some("-fprintf") {
+                        3
+                    } else {
+                        2
+                    };
                 }
-                _ => i += 1,
+                _ => {
+                    rest.push(args[i].clone());
+                    i += 1;
+                }
             }
         }
-        if handled {
-            self.record(Verdict::Diagnostic, "find", "searches files");
+        if acted {
+            // The search itself, without its actions.
+            self.invocation(&rest, depth, stage);
         }
-        handled
+        acted
     }
+}
 
-    fn awk(&mut self, program: &str, args: &[Arg]) {
-        let r = skip_options(args, &["-F", "-v", "--assign", "--field-separator"]);
-        if args
-            .iter()
-            .any(|a| matches!(a.as_deref(), Some("-f" | "--file")))
-        {
-            let (v, rule, why) = self.unknown();
-            self.record(
-                v,
-                rule,
-                format!("{program} -f runs a program file that cannot be judged; {why}"),
-            );
-            return;
-        }
-        match r.first() {
-            Some(Some(code)) => {
-                let compact: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-                if compact.contains("system")
-                    || compact.contains('|')
-                    || compact.contains("getline") && compact.contains('"')
-                {
-                    self.block(
-                        "awk-exec",
-                        format!("{program} program runs commands (system() or a pipe)"),
-                    );
-                } else if compact.contains("print >")
-                    || compact.contains("printf >")
-                    || compact.contains(">>")
-                    || (compact.contains("print") && compact.contains("> \""))
-                {
-                    self.record(
-                        Verdict::ApprovalRequired,
-                        "awk-write",
-                        format!("{program} program writes files"),
-                    );
-                } else {
-                    self.record(Verdict::Diagnostic, "awk", "text processing");
-                }
-            }
-            Some(None) => self.block(
-                "dynamic-command",
-                format!("{program} program only known at run time"),
-            ),
-            None => self.block("unparseable", format!("{program} without a program")),
-        }
-    }
+/// A pipeline stage that only prints constant text (`echo`, `printf`, `true`).
+fn trivial_feeder(cmd: &Command) -> bool {
+    let Command::Simple(sc) = cmd else {
+        return false;
+    };
+    let text = sc.to_string();
+    let name = sc.word_or_name.as_ref().map(|w| w.value.as_str());
+    matches!(name, Some("echo" | "printf" | "true" | ":")) && !text.contains(['$', '`', '<', '>'])
 }
 
 /// Skips leading options (and the values of those in `with_values`); returns what

@@ -95,6 +95,8 @@ pub struct ApprovalRow {
     pub decided_at: Option<i64>,
     pub exit_code: Option<i64>,
     pub output: Option<String>,
+    /// How the gate read the command and why it holds it (`check-command --explain`).
+    pub explanation: String,
 }
 
 /// One audited judgement, execution or decision.
@@ -544,7 +546,7 @@ impl Store for SqlStore {
         on_durable_pool!(self, p => {
             sqlx::query(
                 "INSERT INTO approvals (id, host, command, source, verdict, rule, reason, digest, status, requested_by, \
-                 alert_event_id, requested_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 alert_event_id, requested_at, expires_at, explanation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(&a.id)
             .bind(&a.host)
@@ -559,6 +561,7 @@ impl Store for SqlStore {
             .bind(&a.alert_event_id)
             .bind(a.requested_at)
             .bind(a.expires_at)
+            .bind(&a.explanation)
             .execute(p)
             .await
             .map(|_| ())?

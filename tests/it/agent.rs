@@ -576,6 +576,7 @@ pub fn allow(program: &str, args: &[&str]) -> SafetyRuleConfig {
         command: program.into(),
         args: args.iter().map(|s| (*s).to_owned()).collect(),
         hosts: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -229,6 +229,7 @@ async fn approvals_survive_a_restart_and_are_judged_again_on_approval() {
         command: "fix.sh".into(),
         args: vec!["--again".into()],
         hosts: vec![],
+        options: None,
     });
     let app = TestApp::start(config).await;
     let (status, v) = post_json(&app, &format!("/approvals/{first}/approve"), json!({})).await;
