@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_approvals_and_audit"),
     migration!(4, "0004_remediation"),
     migration!(5, "0005_llm"),
+    migration!(6, "0006_approval_explanation"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {
