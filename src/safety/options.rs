@@ -191,9 +191,19 @@ pub fn parse<'a>(args: &'a [Option<String>], grammar: &Grammar) -> Parsed<'a> {
     let mut out = Parsed::default();
     let mut i = 0;
     let mut only_positional = false;
+    // The next word as an option's value. A word that looks like an option is taken
+    // as the value and read again as an option: whether the program takes it as one
+    // or the other, the rules see both (`journalctl -n --vacuum-size=1` must not hide
+    // --vacuum-size behind -n).
     let next_value = |i: &mut usize| -> Option<&'a str> {
-        *i += 1;
-        args.get(*i).and_then(|a| a.as_deref())
+        let next = args.get(*i + 1).and_then(|a| a.as_deref());
+        let option_like = next.is_some_and(|w| {
+            w.len() > 1 && w.starts_with('-') && !w[1..].chars().all(|c| c.is_ascii_digit())
+        });
+        if !option_like {
+            *i += 1;
+        }
+        next
     };
     while i < args.len() {
         let Some(w) = args[i].as_deref() else {
@@ -387,6 +397,18 @@ mod tests {
             ["-b", "!-o=/etc/x", "!--quiet=1", "!--output=/tmp/x"]
         );
         assert_eq!(p.positional, [Some("-x")]);
+    }
+
+    #[test]
+    fn a_value_that_looks_like_an_option_is_read_as_one_too() {
+        let g = grammar(&["-n=", "-u="], Style::Gnu);
+        let a = args(&["-n", "--vacuum-size=1", "-u", "-5", "x"]);
+        let p = parse(&a, &g);
+        assert_eq!(
+            names(&p),
+            ["-n=--vacuum-size=1", "!--vacuum-size=1", "-u=-5"]
+        );
+        assert_eq!(p.positional, [Some("x")]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::options::{self, Arity, Grammar, Opt, OptSpec, Parsed, Style, word_glob};
-use super::{Source, Verdict};
+use super::{Source, Verdict, secrets};
 use crate::config::SafetyConfig;
 
 const BUILT_IN: &str = include_str!("policy.toml");
@@ -653,11 +653,16 @@ impl Rule {
             }
         }
         if !self.paths_any.is_empty() {
-            let any = rest.iter().any(|a| {
-                a.is_some_and(|a| {
+            // "Some argument is such a path": one only known at run time, or a glob
+            // that could expand to one (`/et?/passwd`), counts.
+            let any = rest.iter().any(|a| match a {
+                None => true,
+                Some(a) => {
                     let n = normalize_path(a);
-                    self.paths_any.iter().any(|g| glob(g, &n))
-                })
+                    self.paths_any
+                        .iter()
+                        .any(|g| glob(g, &n) || (secrets::is_glob(&n) && secrets::may_reach(&n, g)))
+                }
             });
             if !any {
                 return Err(format!("no path under {}", self.paths_any.join(", ")));

@@ -187,6 +187,21 @@ pub fn may_match(candidate: &str, secret: &str) -> bool {
     intersect(&tokens(candidate, true), &tokens(secret, false))
 }
 
+/// Whether a path argument (possibly a glob) may name a path of the policy glob `g`.
+/// A glob whose last segment is a bare `*` (`/var/log/*`, a directory read
+/// recursively: `/var/log/**`) is not taken to reach what may lie in any folder
+/// (`**/.env`, `**/.ssh/**`): every folder could hold one, so every listing would be
+/// refused. Globs that spell part of the name (`/srv/*.env`) still are, and so are the
+/// anchored globs (`/etc/shadow`, `/root/.ssh/id_*`).
+pub fn may_reach(candidate: &str, g: &str) -> bool {
+    let last = candidate.rsplit('/').next().unwrap_or("");
+    let bare = !last.is_empty() && last.chars().all(|c| c == '*');
+    if bare && is_glob(candidate) && g.starts_with("**/") {
+        return false;
+    }
+    may_match(candidate, g)
+}
+
 /// Whether the text has glob characters the shell would expand.
 pub fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
@@ -259,21 +274,11 @@ pub fn secret_named<'s>(
         if public(&cand) {
             continue;
         }
-        // A glob whose last segment is a bare `*` (`/var/log/*`, a directory read
-        // recursively: `/var/log/**`) is not taken to reach the secrets that may lie
-        // anywhere (`**/.env`, `**/.ssh/id_*`): every folder could hold one, so every
-        // listing would be refused. Globs that spell part of the name (`/srv/*.env`)
-        // still are, and so are the anchored secrets (`/etc/shadow`, `/root/.ssh/id_*`).
-        let last = cand.rsplit('/').next().unwrap_or("");
-        let bare = last.chars().all(|c| c == '*');
         for s in secrets {
             if !devices && s.starts_with("/dev/") {
                 continue;
             }
-            if bare && is_glob(&cand) && s.starts_with("**/") {
-                continue;
-            }
-            if may_match(&cand, s) {
+            if may_reach(&cand, s) {
                 return Some(s.as_str());
             }
         }

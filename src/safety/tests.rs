@@ -270,7 +270,7 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     ("dmesg -C", R),
     ("at now + 5 minutes", R),
     ("chroot /srv/jail /bin/true", R),
-    ("ls | xargs rm", R),
+    ("ls | xargs rm", B),
     ("/opt/burrow/backups/backup_vps_notify.sh", R),
     ("bash /opt/scripts/fix.sh", R),
     ("python3 /opt/scripts/cleanup.py", R),
@@ -278,7 +278,7 @@ const LLM_CASES: &[(&str, Verdict)] = &[
     ("upscmd ups@localhost beeper.disable", R),
     ("awk '{print > \"/srv/out\"}' /var/log/x", R),
     ("for f in /srv/*.log; do gzip $f; done", R),
-    ("echo x | tee $LOGFILE", R),
+    ("echo x | tee $LOGFILE", B),
     ("cat foo > $TARGET", R),
     // ------------------------------------------------ dangerous: blocked
     ("rm -rf /", B),
@@ -928,6 +928,128 @@ mod properties {
         verdict(cmd, Source::Llm).verdict
     }
 
+    /// Commands of every verdict whose options a test adds to.
+    const OPTION_BASES: &[&str] = &[
+        "cat /var/log/syslog",
+        "tail -n 20 /var/log/nginx/error.log",
+        "sort /tmp/list",
+        "uniq -c /tmp/list",
+        "grep -i error /var/log/app.log",
+        "sed -n 1,5p /var/log/syslog",
+        "awk '{print $1}' /var/log/syslog",
+        "find /var/log -name '*.gz'",
+        "ls -la /srv",
+        "du -sh /var/lib/docker",
+        "ps aux",
+        "curl -s http://localhost:9090/-/healthy",
+        "git -C /opt/stack log -5",
+        "journalctl -u nginx -n 50",
+        "systemctl status nginx",
+        "systemctl restart nginx",
+        "docker restart frigate",
+        "docker logs --tail 50 frigate",
+        "docker image prune -af",
+        "tar -tzf /var/backups/app.tar.gz",
+        "openssl x509 -in /etc/ssl/certs/x.pem -noout -dates",
+        "ip addr show",
+        "date",
+        "dig example.com",
+        "jq .status /tmp/x.json",
+        "rm /tmp/x",
+        "journalctl --vacuum-size=1G",
+        "cat /etc/shadow",
+        "rm -rf /",
+        "docker stop frigate",
+    ];
+
+    /// Option words, including ones that take a value, clustered and abbreviated forms.
+    fn option_word() -> impl Strategy<Value = String> {
+        let values = prop::sample::select(vec!["/etc/passwd", "/tmp/x", "sh", "1", "-", "id"]);
+        prop_oneof![
+            "-[a-zA-Z]{1,3}",
+            "--[a-z]{2,12}",
+            ("--[a-z]{2,12}", values.clone()).prop_map(|(o, v)| format!("{o}={v}")),
+            ("-[a-zA-Z]", values.clone()).prop_map(|(o, v)| format!("{o} {v}")),
+            ("-[a-zA-Z]", values).prop_map(|(o, v)| format!("{o}{v}")),
+            prop::sample::select(vec![
+                "-o /etc/passwd",
+                "--output=/etc/x",
+                "--outp=/etc/x",
+                "-e id",
+                "--pre=sh",
+                "--to-command=sh",
+                "-f /etc/shadow",
+                "--exec=id",
+                "-i",
+                "-w /tmp/x",
+                "-c core.pager=sh",
+                "--upload-pack=sh",
+                "-K /tmp/c",
+                "--config=/tmp/c",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// Commands with path arguments of every verdict.
+    const PATH_BASES: &[&str] = &[
+        "cat /etc/shadow",
+        "cat /var/log/syslog",
+        "grep root /root/.ssh/id_rsa",
+        "tail -n 5 /var/log/nginx/access.log",
+        "head -c 100 /dev/sda",
+        "rm /tmp/x",
+        "rm /etc/passwd",
+        "rm -rf /etc",
+        "chmod 600 /etc/shadow",
+        "cp /tmp/a /etc/cron.d/x",
+        "tee /etc/hosts",
+        "base64 /home/jordan/.ssh/id_ed25519",
+        "strings /etc/ssl/private/site.key",
+        "openssl x509 -in /etc/ssl/certs/site.pem -noout -dates",
+        "ls -la /etc/wireguard",
+        "stat /etc/shadow",
+        "du -sh /var/lib/docker",
+        "grep -r password /etc",
+        "rm /var/log/nginx/access.log.2.gz",
+    ];
+
+    /// Replaces one path argument of `cmd` by a glob that can still match it, a
+    /// variable or a substitution.
+    fn obscure_path(cmd: &str, how: u8, pick: usize) -> String {
+        let words: Vec<&str> = cmd.split(' ').collect();
+        let paths: Vec<usize> = (0..words.len())
+            .filter(|&k| words[k].starts_with('/'))
+            .collect();
+        let k = paths[pick % paths.len()];
+        let p = words[k];
+        let chars: Vec<char> = p.chars().collect();
+        // A position inside the last segment (never the leading '/').
+        let last_start = p.rfind('/').map_or(0, |s| s + 1);
+        let at = last_start + pick % (chars.len() - last_start).max(1);
+        let replaced = match how {
+            0 => "$TARGET".to_owned(),
+            1 => "$(cat /tmp/target)".to_owned(),
+            2 if at < chars.len() => {
+                let mut c = chars.clone();
+                c[at] = '?';
+                c.into_iter().collect()
+            }
+            3 if at < chars.len() => {
+                let mut c = chars.clone();
+                let ch = c[at];
+                c.splice(at..=at, format!("[{ch}]").chars());
+                c.into_iter().collect()
+            }
+            4 => format!("{}*", &p[..at.min(p.len())]),
+            _ => format!("{}/*", &p[..p.rfind('/').unwrap_or(0)]),
+        };
+        let mut out = words.clone();
+        let owned = replaced;
+        out[k] = &owned;
+        out.join(" ")
+    }
+
     proptest! {
         #[test]
         fn wrapping_never_weakens(i in 0..CORPUS.len(), hows in proptest::collection::vec(any::<u8>(), 1..4)) {
@@ -956,6 +1078,33 @@ mod properties {
             let base = CORPUS[i];
             let q = requote(base, how);
             prop_assert_eq!(v(&q), v(base), "{:?} vs {:?}", q, base);
+        }
+
+        /// An option no rule lists never makes a command weaker: the granting rule stops
+        /// matching, and what matches instead holds or blocks at least as much.
+        #[test]
+        fn an_unlisted_option_never_weakens(
+            i in 0..OPTION_BASES.len(),
+            opt in option_word(),
+            at_end in any::<bool>(),
+        ) {
+            let base = OPTION_BASES[i];
+            let (prog, rest) = base.split_once(' ').unwrap_or((base, ""));
+            let cmd = if at_end { format!("{base} {opt}") } else { format!("{prog} {opt} {rest}") };
+            prop_assert!(v(&cmd) >= v(base), "{cmd:?} ({}) is weaker than {base:?} ({})", v(&cmd), v(base));
+        }
+
+        /// A path argument replaced by a glob that could match it, or by a variable or
+        /// substitution, never makes a command weaker.
+        #[test]
+        fn a_path_replaced_by_a_glob_or_variable_never_weakens(
+            i in 0..PATH_BASES.len(),
+            how in 0u8..6,
+            pick in any::<usize>(),
+        ) {
+            let base = PATH_BASES[i];
+            let cmd = obscure_path(base, how, pick);
+            prop_assert!(v(&cmd) >= v(base), "{cmd:?} ({}) is weaker than {base:?} ({})", v(&cmd), v(base));
         }
 
         #[test]
