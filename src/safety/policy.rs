@@ -257,10 +257,12 @@ impl Policy {
             let verdict = Verdict::parse(&r.verdict)
                 .map_err(|e| format!("safety.rules[{i}].verdict: {e}"))?;
             if verdict <= Verdict::Allowed && r.options.is_none() {
+                let shown = std::iter::once(r.command.as_str())
+                    .chain(r.args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 warnings.push(format!(
-                    "safety.rules[{i}] ({} {}) grants {verdict} without listing the options it accepts: any option of {} passes (add options = [...], e.g. [\"-n=\", \"--quiet\"], or [] for none)",
-                    r.command,
-                    r.args.join(" "),
+                    "safety.rules[{i}] ({shown}) grants {verdict} without listing the options it accepts: any option of {} passes (add options = [...], e.g. [\"-n=\", \"--quiet\"], or [] for none)",
                     r.command
                 ));
             }

@@ -68,6 +68,17 @@ async fn an_approval_round_trip_through_the_api() {
     assert_eq!(list["approvals"][0]["id"], id);
     assert_eq!(list["approvals"][0]["command"], script);
     assert_eq!(list["approvals"][0]["source"], "manual");
+    // The person deciding sees why it waits: the gate's reading and the rules it tried.
+    let why = list["approvals"][0]["explanation"].as_str().unwrap();
+    assert!(why.contains(&format!("program \"{script}\"")), "{why}");
+    assert!(
+        why.contains("=> approval_required [unknown-manual]"),
+        "{why}"
+    );
+    assert!(
+        why.ends_with("no rule knows it; a person must approve it"),
+        "{why}"
+    );
 
     let (status, v) = post_json(
         &app,

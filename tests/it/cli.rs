@@ -521,3 +521,121 @@ fn check_command_prints_the_verdict_and_rejects_bad_input() {
     let (code, _, _) = run(&[]);
     assert_eq!(code, Some(2), "a command is required");
 }
+
+/// `--explain` shows the parse, each rule considered with why it did or did not match,
+/// and the verdict; `--json --explain` carries the same lines.
+#[test]
+fn check_command_explains_how_it_read_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = jarvis(dir.path())
+        .args([
+            "check-command",
+            "--explain",
+            "--",
+            "sort -o /etc/passwd /tmp/x",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for part in [
+        "program \"sort\"; options [-o \"/etc/passwd\"]; arguments [\"/tmp/x\"]",
+        "rule read-only (diagnostic): no: the option -o is not on this rule's list",
+        "verdict: approval_required",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in\n{text}");
+    }
+    let out = jarvis(dir.path())
+        .args([
+            "check-command",
+            "--json",
+            "--explain",
+            "--",
+            "cat < /etc/shadow",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "blocked", "{v}");
+    assert_eq!(v["rule"], "secret-read", "{v}");
+    let lines: Vec<&str> = v["explanation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("secret-read") && l.contains("/etc/shadow")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.last().unwrap().starts_with("verdict: blocked"),
+        "{lines:?}"
+    );
+}
+
+/// The "done when": the binary, asked as `--json --source llm`, gives no
+/// dangerous line of the escape corpus a diagnostic or allowed verdict. Every fifth
+/// line (the unit test judges all of them in-process).
+#[test]
+fn check_command_holds_the_escape_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = include_str!("../gate_corpus.tsv");
+    let dangerous: Vec<&str> = corpus
+        .lines()
+        .filter(|l| l.starts_with("dangerous\t"))
+        .filter_map(|l| l.splitn(3, '\t').nth(2))
+        .collect();
+    assert!(dangerous.len() >= 250);
+    for cmd in dangerous.iter().step_by(5) {
+        let out = jarvis(dir.path())
+            .args(["check-command", "--json", "--source", "llm", "--", cmd])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let verdict = v["verdict"].as_str().unwrap();
+        assert!(
+            verdict == "approval_required" || verdict == "blocked",
+            "{cmd:?} would run unattended: {v}"
+        );
+    }
+}
+
+/// A configured rule that grants diagnostic or allowed without listing its options
+/// is reported by `check-config`; one that lists them is not.
+#[test]
+fn check_config_warns_about_rules_without_an_option_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jarvis.toml");
+    std::fs::write(
+        &path,
+        "[[safety.rules]]\nverdict = \"allowed\"\ncommand = \"backup.sh\"\n\n[[safety.rules]]\nverdict = \"diagnostic\"\ncommand = \"upsc\"\noptions = [\"-l\"]\n",
+    )
+    .unwrap();
+    let out = jarvis(dir.path())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("safety.rules[0] (backup.sh) grants allowed without listing the options"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("safety.rules[1]"), "{stderr}");
+    std::fs::write(
+        &path,
+        "[[safety.rules]]\nverdict = \"allowed\"\ncommand = \"backup.sh\"\noptions = [\"out\"]\n",
+    )
+    .unwrap();
+    let out = jarvis(dir.path())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad option entry is an error");
+}
