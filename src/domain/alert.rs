@@ -33,9 +33,15 @@ impl fmt::Display for AlertName {
     }
 }
 
-/// Alertmanager's alert fingerprint: 16 lower-case hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint(u64);
+/// An alert's fingerprint: Alertmanager's 16 lower-case hex digits, or whatever
+/// printable string a hand-made payload carries (`"manual-smoke-1"`, as the original
+/// Jarvis's test scripts, n8n flows and curl examples send; it accepted any string).
+/// Kept exactly as given: deduplication and per-fingerprint serialisation compare it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(String);
+
+/// Longest fingerprint accepted.
+pub const MAX_FINGERPRINT_CHARS: usize = 128;
 
 const FNV_OFFSET64: u64 = 14_695_981_039_346_656_037;
 const FNV_PRIME64: u64 = 1_099_511_628_211;
@@ -62,24 +68,37 @@ impl Fingerprint {
             add(value.as_bytes());
             add(&[SEPARATOR]);
         }
-        Self(h)
+        Self(format!("{h:016x}"))
     }
 
-    /// Accepts what Alertmanager sends (16 hex digits); shorter hex is zero-padded the
-    /// way Go's `%016x` would have printed it.
+    /// Accepts any non-empty printable string of at most 128 characters, as given.
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("fingerprint {s:?} is not up to 16 hex digits"));
+        if s.is_empty() {
+            return Err(
+                "fingerprint is empty (leave it out and Jarvis computes it from the labels)".into(),
+            );
         }
-        u64::from_str_radix(s, 16)
-            .map(Self)
-            .map_err(|e| format!("fingerprint {s:?}: {e}"))
+        if s.chars().count() > MAX_FINGERPRINT_CHARS {
+            return Err(format!(
+                "fingerprint is longer than {MAX_FINGERPRINT_CHARS} characters"
+            ));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "fingerprint {s:?} contains the control character {c:?}; use printable text"
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        f.write_str(&self.0)
     }
 }
 
@@ -280,26 +299,33 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_parse_round_trips_and_rejects_junk() {
+    fn fingerprints_are_kept_as_given_and_junk_is_refused() {
         for ok in [
             "0c0ffee0c0ffee00",
             "6f1d2c7a9b3e4d10",
             "ABCDEF0123456789",
             "1",
+            "manual-smoke-1",
+            "n8n flow: disk check",
+            "é-ü",
         ] {
-            let fp = Fingerprint::parse(ok).unwrap();
-            assert_eq!(u64::from_str_radix(ok, 16).unwrap(), fp.0);
+            assert_eq!(Fingerprint::parse(ok).unwrap().as_str(), ok);
         }
-        assert_eq!(
-            Fingerprint::parse("1").unwrap().to_string(),
-            "0000000000000001"
-        );
-        for bad in ["", "xyz", "0c0ffee0c0ffee000", "-1", "12 34"] {
+        assert!(Fingerprint::parse(&"x".repeat(MAX_FINGERPRINT_CHARS)).is_ok());
+        for bad in [
+            String::new(),
+            "x".repeat(MAX_FINGERPRINT_CHARS + 1),
+            "a\nb".to_owned(),
+            "tab\there".to_owned(),
+        ] {
             assert!(
-                Fingerprint::parse(bad).is_err(),
+                Fingerprint::parse(&bad).is_err(),
                 "{bad:?} should be rejected"
             );
         }
+        // Computed ones look like Alertmanager's.
+        let fp = Fingerprint::of_labels(&labels(&[("alertname", "A")]));
+        assert!(fp.as_str().len() == 16 && fp.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]

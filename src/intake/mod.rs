@@ -135,7 +135,7 @@ struct Writer {
 
 /// The identity Alertmanager re-deliveries share.
 fn identity(e: &NewAlertEvent) -> (Fingerprint, AlertStatus, i64) {
-    (e.fingerprint, e.status, e.starts_at)
+    (e.fingerprint.clone(), e.status, e.starts_at)
 }
 
 impl Writer {

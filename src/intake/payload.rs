@@ -257,6 +257,16 @@ mod tests {
         assert!(resolved[0].ends_at.is_some());
     }
 
+    /// Hand-made payloads (the original Jarvis's test scripts, n8n flows) carry
+    /// fingerprints like "manual-smoke-1": kept as given.
+    #[test]
+    fn an_opaque_fingerprint_is_kept_as_given() {
+        let body =
+            r#"{"alerts": [{"labels": {"alertname": "A"}, "fingerprint": "manual-smoke-1"}]}"#;
+        let events = parse_payload(body.as_bytes(), NOW).unwrap();
+        assert_eq!(events[0].fingerprint.as_str(), "manual-smoke-1");
+    }
+
     #[test]
     fn handwritten_payload_gets_computed_fingerprint_and_receive_time() {
         let events = parse_payload(&fixture("handwritten_minimal.json"), NOW).unwrap();
@@ -327,8 +337,12 @@ mod tests {
                 "alerts[0].endsAt must be an RFC 3339 time string",
             ),
             (
-                r#"{"alerts": [{"labels": {"alertname": "A"}, "fingerprint": "zz"}]}"#,
-                "fingerprint \"zz\" is not up to 16 hex digits",
+                r#"{"alerts": [{"labels": {"alertname": "A"}, "fingerprint": "a\u0007b"}]}"#,
+                "alerts[0].fingerprint \"a\\u{7}b\" contains the control character",
+            ),
+            (
+                r#"{"alerts": [{"labels": {"alertname": "A"}, "fingerprint": 7}]}"#,
+                "alerts[0].fingerprint must be a string",
             ),
             (
                 r#"{"alerts": [{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B", "n": 1}}]}"#,

@@ -794,8 +794,18 @@ fn routine_fixes_stay_unattended_for_operator_and_learned_sources() {
         }
     }
     // What would stop Jarvis itself is blocked from everyone.
-    for source in [Source::Operator, Source::Learned, Source::Llm, Source::Manual] {
-        for cmd in ["systemctl stop jarvis", "systemctl restart jarvis", "pkill jarvis", "systemctl stop sshd"] {
+    for source in [
+        Source::Operator,
+        Source::Learned,
+        Source::Llm,
+        Source::Manual,
+    ] {
+        for cmd in [
+            "systemctl stop jarvis",
+            "systemctl restart jarvis",
+            "pkill jarvis",
+            "systemctl stop sshd",
+        ] {
             assert_eq!(verdict(cmd, source).verdict, B, "{source:?}: {cmd}");
         }
     }
@@ -805,7 +815,13 @@ fn routine_fixes_stay_unattended_for_operator_and_learned_sources() {
 /// operator and manual ones; exfiltration blocked for all but the operator.
 #[test]
 fn secrets_and_exfiltration_by_source() {
-    for cmd in ["cat /etc/shadow", "cat < /etc/shad?w", "grep -r pass /etc", "xargs cat < /tmp/list", "getent shadow"] {
+    for cmd in [
+        "cat /etc/shadow",
+        "cat < /etc/shad?w",
+        "grep -r pass /etc",
+        "xargs cat < /tmp/list",
+        "getent shadow",
+    ] {
         assert_eq!(verdict(cmd, Source::Llm).verdict, B, "llm: {cmd}");
         assert_eq!(verdict(cmd, Source::Learned).verdict, B, "learned: {cmd}");
         assert_eq!(verdict(cmd, Source::Operator).verdict, R, "operator: {cmd}");

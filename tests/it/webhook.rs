@@ -52,7 +52,10 @@ both_backends! {
             let resp = app.client.get(app.url(path)).bearer_auth("api-token-1").send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK, "{path}");
         }
-        for path in ["/runbooks/reload", "/maintenance/start", "/maintenance/end"] {
+        for path in [
+            "/runbooks/reload", "/maintenance/start", "/maintenance/end", "/commands",
+            "/approvals/any/approve", "/approvals/any/deny",
+        ] {
             let resp = app.client.post(app.url(path)).send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
         }
@@ -116,6 +119,30 @@ both_backends! {
         assert!(app.alerts("").await.is_empty());
         let (status, _) = app.post_webhook(&payload(&["Small"])).await;
         assert_eq!(status, StatusCode::OK);
+        app.stop().await;
+    }
+
+    /// A hand-made payload's fingerprint (`"manual-smoke-1"`, as the original Jarvis's
+    /// test scripts and n8n flows send) is kept as given and deduplicates like any.
+    async fn an_opaque_fingerprint_is_accepted_and_deduplicated(b: Backend) {
+        let Some(env) = TestEnv::new(b).await else { return };
+        let app = TestApp::start(env.config()).await;
+        let body = json!({"alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "SmokeTest", "instance": "nexus:9100"},
+            "startsAt": "2026-11-25T10:00:00Z",
+            "fingerprint": "manual-smoke-1",
+        }]})
+        .to_string();
+        assert_eq!(app.post_webhook(&body).await, (StatusCode::OK, json!({"accepted": 1, "duplicates": 0})));
+        assert_eq!(app.post_webhook(&body).await, (StatusCode::OK, json!({"accepted": 0, "duplicates": 1})));
+        let stored = app.alerts("&alertname=SmokeTest").await;
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0]["fingerprint"], "manual-smoke-1");
+        let bad = body.replace("manual-smoke-1", &"x".repeat(129));
+        let (status, v) = app.post_webhook(&bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["message"].as_str().unwrap().contains("longer than 128"), "{v}");
         app.stop().await;
     }
 
