@@ -32,6 +32,10 @@ pub enum Constraint {
     NotGlob(Vec<String>),
     /// The value is a file the program reads as data (checked against secret paths).
     ReadFile,
+    /// The value is a file of configuration or code (a compose file, a web server's
+    /// configuration, a repository): it must be a spelled-out absolute path outside the
+    /// folders anything may write (`-c=^`).
+    TrustedPath,
 }
 
 /// One allow-list entry, parsed from `"-k="`, `"--color[=]"`, `"-o=/dev/null"`, ...
@@ -46,7 +50,7 @@ impl OptSpec {
     pub fn parse(entry: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "option entry {entry:?} is not -x, --long, -x=, -x=GLOB, -x=!GLOB, -x=@, --long[=], -x== or -#"
+                "option entry {entry:?} is not -x, --long, -x=, -x=GLOB, -x=!GLOB, -x=@, -x=^, --long[=], -x== or -#"
             )
         };
         if !entry.starts_with('-') || entry.len() < 2 {
@@ -73,6 +77,7 @@ impl OptSpec {
             Some("") => (Arity::Value, Constraint::Any),
             Some("=") => (Arity::TwoValues, Constraint::Any),
             Some("@") => (Arity::Value, Constraint::ReadFile),
+            Some("^") => (Arity::Value, Constraint::TrustedPath),
             Some(g) if g.starts_with('!') => (
                 Arity::Value,
                 Constraint::NotGlob(g[1..].split('|').map(str::to_owned).collect()),
@@ -94,6 +99,16 @@ impl OptSpec {
         let value = opt.values.first().copied();
         match (&self.constraint, value) {
             (Constraint::Any | Constraint::ReadFile, _) => Ok(()),
+            (Constraint::TrustedPath, Some(Some(v))) => {
+                if super::walk::trusted_path(v) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} {v:?} is not a spelled-out path outside temporary folders",
+                        opt.name
+                    ))
+                }
+            }
             (_, None) => Ok(()),
             (_, Some(None)) => Err(format!(
                 "the value of {} is only known at run time",

@@ -182,6 +182,9 @@ pub struct Rule {
     pub text_any: Vec<String>,
     #[serde(default)]
     pub no_args: bool,
+    /// Only when no positional argument is a pattern (`systemctl restart '*'`).
+    #[serde(default)]
+    pub no_glob_args: bool,
     #[serde(default)]
     pub max_args: Option<usize>,
     #[serde(default)]
@@ -321,6 +324,13 @@ impl Policy {
             secret_paths,
             warnings,
         })
+    }
+
+    /// Whether a configured rule names this exact program path (`/opt/x/fix.sh`).
+    pub fn configured_for_path(&self, path: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.configured && r.programs.iter().any(|p| p.contains('/') && p == path))
     }
 
     /// What the gate knows about `program` (an empty spec when nothing).
@@ -597,6 +607,9 @@ impl Rule {
         if !self.hosts.is_empty() && !host.is_some_and(|h| self.hosts.iter().any(|x| x == h)) {
             return Err(format!("only for hosts {}", self.hosts.join(", ")));
         }
+        if self.no_glob_args && inv.positional.iter().flatten().any(|p| secrets::is_glob(p)) {
+            return Err("an argument is a pattern the program expands itself".into());
+        }
         if self.no_args && !inv.positional.is_empty() {
             return Err("only without arguments".into());
         }
@@ -618,12 +631,24 @@ impl Rule {
                 self.args.join(" ")
             ));
         }
+        // Case does not matter here (`Gopher://`, `kubectl get SECRET`), and an
+        // argument that is itself a pattern (`systemctl restart 'ssh*'`) counts when it
+        // could match.
         if !self.positional_any.is_empty()
             && !inv.positional.iter().any(|p| {
                 p.is_some_and(|p| {
-                    self.positional_any
-                        .iter()
-                        .any(|alts| alts.split('|').any(|a| word_glob(a, p)))
+                    let p = p.to_lowercase();
+                    self.positional_any.iter().any(|alts| {
+                        alts.split('|').any(|a| {
+                            let a = a.to_lowercase();
+                            word_glob(&a, &p)
+                                || (secrets::is_glob(&p)
+                                    && secrets::may_match(
+                                        &p.replace('/', "\u{1}"),
+                                        &a.replace('*', "**").replace('/', "\u{1}"),
+                                    ))
+                        })
+                    })
                 })
             })
         {
@@ -647,7 +672,7 @@ impl Rule {
             let all_safe = rest.iter().all(|a| {
                 a.is_some_and(|a| {
                     let n = normalize_path(a);
-                    self.paths.iter().any(|g| glob(g, &n))
+                    !secrets::opaque(a) && self.paths.iter().any(|g| glob(g, &n))
                 })
             });
             if !all_safe {
@@ -659,6 +684,7 @@ impl Rule {
             // that could expand to one (`/et?/passwd`), counts.
             let any = rest.iter().any(|a| match a {
                 None => true,
+                Some(a) if secrets::opaque(a) => true,
                 Some(a) => {
                     let n = normalize_path(a);
                     self.paths_any

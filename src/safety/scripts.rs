@@ -382,12 +382,24 @@ pub fn awk(src: &str) -> Result<AwkEffects, String> {
                 "extension" => fx.executes = Some("loads an extension library".into()),
                 "print" | "printf" => print_at = Some(depth),
                 "getline" => {
-                    if matches!(toks.get(k + 1), Some(AwkTok::Op(o)) if o == "<") {
-                        fx.reads.push(target(k + 2));
-                    } else if matches!(toks.get(k + 1), Some(AwkTok::Word(_)))
-                        && matches!(toks.get(k + 2), Some(AwkTok::Op(o)) if o == "<")
-                    {
-                        fx.reads.push(target(k + 3));
+                    // `getline [lvalue] < file`: the lvalue may be a variable, an array
+                    // element or a field (`getline a[0] < f`, `getline $0 < f`).
+                    let mut j = k + 1;
+                    let mut d = 0;
+                    while let Some(t) = toks.get(j) {
+                        match t {
+                            AwkTok::Op(o) if o == "<" && d == 0 => {
+                                fx.reads.push(target(j + 1));
+                                break;
+                            }
+                            AwkTok::Op(o) if o == "[" || o == "(" => d += 1,
+                            AwkTok::Op(o) if (o == "]" || o == ")") && d > 0 => d -= 1,
+                            AwkTok::Op(o) if o == "$" => {}
+                            AwkTok::Word(_) | AwkTok::Num | AwkTok::Str(_) => {}
+                            _ if d > 0 => {}
+                            _ => break,
+                        }
+                        j += 1;
                     }
                 }
                 "ARGV" | "ARGC" => {
@@ -542,6 +554,12 @@ mod tests {
                 .rewrites_argv
         );
         assert!(!awk("{print ARGV[1]}").unwrap().rewrites_argv);
+        for lvalue in ["a[0]", "$0", "x"] {
+            let src = format!(
+                "BEGIN{{f=\"/etc/sh\" \"adow\"; while ((getline {lvalue} < f) > 0) print}}"
+            );
+            assert_eq!(awk(&src).unwrap().reads, [None], "{src}");
+        }
         assert!(awk("{print \"unterminated}").is_err());
     }
 }

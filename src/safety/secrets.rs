@@ -193,13 +193,46 @@ pub fn may_match(candidate: &str, secret: &str) -> bool {
 /// (`**/.env`, `**/.ssh/**`): every folder could hold one, so every listing would be
 /// refused. Globs that spell part of the name (`/srv/*.env`) still are, and so are the
 /// anchored globs (`/etc/shadow`, `/root/.ssh/id_*`).
+///
+/// A folder read recursively (`grep -r x /srv`) is different: it does read every
+/// `.env` below, so it is taken to reach them, except in folders that hold logs and
+/// system data rather than anyone's configuration.
 pub fn may_reach(candidate: &str, g: &str) -> bool {
     let last = candidate.rsplit('/').next().unwrap_or("");
     let bare = !last.is_empty() && last.chars().all(|c| c == '*');
-    if bare && is_glob(candidate) && g.starts_with("**/") {
-        return false;
+    if g.starts_with("**/") && is_glob(candidate) {
+        const NO_CONFIG: &[&str] = &[
+            "/var/log",
+            "/run/log",
+            "/usr/share",
+            "/usr/lib",
+            "/usr/include",
+            "/proc/sys",
+            "/sys",
+        ];
+        let exempt = NO_CONFIG
+            .iter()
+            .any(|d| candidate.starts_with(&format!("{d}/")) && !candidate.contains(".."));
+        let recursive = last == "**";
+        if exempt || (bare && !recursive) {
+            return false;
+        }
     }
     may_match(candidate, g)
+}
+
+/// A path whose lexical reading cannot be trusted: a `..` after a folder that may be
+/// a symlink (`/var/run/../etc` is `/etc`), or a glob segment that expands to `..`
+/// (`/tmp/.?/etc`: dash matches `.?` and `.*` against `..`).
+pub fn opaque(path: &str) -> bool {
+    let segs: Vec<&str> = path.split('/').collect();
+    segs.iter().enumerate().any(|(k, seg)| {
+        (*seg == ".."
+            && segs[..k]
+                .iter()
+                .any(|s| !s.is_empty() && *s != "." && *s != ".."))
+            || (*seg != ".." && is_glob(seg) && seg.starts_with('.') && may_match(seg, ".."))
+    })
 }
 
 /// Whether the text has glob characters the shell would expand.
@@ -218,6 +251,28 @@ pub fn candidates(word: &str, recursive: bool, cwd_moved: bool) -> Vec<String> {
     }
     // A home directory's own name never starts with a dot.
     const HOMES: [&str; 2] = ["/root", "/home/[!.]*"];
+    // A path through `..` or a glob that expands to it: the part after the last such
+    // step, anywhere (a symlinked folder can send it anywhere).
+    if opaque(w) {
+        let segs: Vec<&str> = w.split('/').collect();
+        let last = segs
+            .iter()
+            .rposition(|seg| {
+                *seg == ".." || (is_glob(seg) && seg.starts_with('.') && may_match(seg, ".."))
+            })
+            .unwrap_or(0);
+        let tail = segs[last + 1..].join("/");
+        let base = if tail.is_empty() {
+            "/**".to_owned()
+        } else {
+            format!("/**/{tail}")
+        };
+        return if recursive {
+            vec![format!("{base}/**"), base]
+        } else {
+            vec![base]
+        };
+    }
     let bases: Vec<String> = if let Some(rest) = w.strip_prefix('~') {
         // `~` or `~user`: some home directory.
         let rest = rest.split_once('/').map_or("", |(_, r)| r);
@@ -253,8 +308,16 @@ pub fn candidates(word: &str, recursive: bool, cwd_moved: bool) -> Vec<String> {
 /// Public halves of key pairs and certificates: readable even where the secret globs
 /// would match (only as literal paths: a glob could still expand to the private half).
 fn public(path: &str) -> bool {
+    const KEYRINGS: &[&str] = &[
+        "/etc/apt/keyrings/",
+        "/usr/share/keyrings/",
+        "/etc/apt/trusted.gpg.d/",
+    ];
     !is_glob(path)
-        && (path.ends_with(".pub")
+        && (KEYRINGS
+            .iter()
+            .any(|k| path.starts_with(k) && !path.contains(".."))
+            || path.ends_with(".pub")
             || path.ends_with(".crt")
             || path.ends_with("-cert.pem")
             || path.ends_with("/cert.pem")
@@ -362,6 +425,16 @@ mod tests {
             candidates("shadow", false, false),
             ["/root/shadow", "/home/[!.]*/shadow"]
         );
+        assert_eq!(
+            candidates("/var/run/../etc/shadow", false, false),
+            ["/**/etc/shadow"]
+        );
+        assert_eq!(
+            candidates("/tmp/.?/etc/shadow", false, false),
+            ["/**/etc/shadow"]
+        );
+        assert!(opaque("/tmp/.[.]/etc") && opaque("/tmp/.*/x") && opaque("/a/../b"));
+        assert!(!opaque("/tmp/.cache/x") && !opaque("../x") && !opaque("/tmp/*.log"));
         let secrets = vec![
             "/etc/shadow".to_owned(),
             "**/.ssh/id_*".to_owned(),
@@ -374,6 +447,10 @@ mod tests {
         assert!(secret_named("/root/.ssh/*", false, false, &secrets, true).is_none());
         assert!(secret_named("/root/.ssh/id*", false, false, &secrets, true).is_some());
         assert!(secret_named("/var/log", true, false, &secrets, true).is_none());
+        assert!(
+            secret_named("/srv", true, false, &secrets, true).is_some(),
+            "a .env below"
+        );
         assert!(secret_named("/", true, false, &secrets, true).is_some());
         assert!(secret_named("/etc", true, false, &secrets, true).is_some());
         assert!(secret_named("/etc", false, false, &secrets, true).is_none());

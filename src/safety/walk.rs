@@ -219,6 +219,7 @@ pub(super) fn judge(
         worst: None,
         trace,
         cwd_moved: false,
+        cwd_untrusted: false,
         loop_vars: Vec::new(),
     };
     w.shell_text(command, 0, Stage::default());
@@ -251,6 +252,10 @@ struct Walker<'a> {
     /// The command changes its working directory (`cd`, `-C DIR`, a container's own
     /// working directory): relative paths could then be anywhere.
     cwd_moved: bool,
+    /// The working directory may be one anything could have written (a temporary
+    /// folder, or one only known at run time): a compose file or git repository
+    /// found there is not trusted.
+    cwd_untrusted: bool,
     /// Variables of the `for` loops being walked, with the value of this pass.
     loop_vars: Vec<(String, String)>,
 }
@@ -455,9 +460,21 @@ impl Walker<'_> {
                 "function-definition",
                 "function definitions are not allowed",
             ),
-            Command::ExtendedTest(test, _) => {
+            Command::ExtendedTest(test, redirects) => {
+                if let Some(r) = redirects {
+                    for io in &r.0 {
+                        self.redirect(io, depth);
+                    }
+                }
                 let text = test.to_string();
-                if text.contains("$(")
+                if text.contains(['<', '>']) {
+                    // Commands run under sh (dash), where `[[` is no keyword: `<` and
+                    // `>` there are redirections.
+                    self.block(
+                        "test-redirection",
+                        "< or > inside [[ ]] redirects under sh; use test with -lt/-gt",
+                    );
+                } else if text.contains("$(")
                     || text.contains('`')
                     || text.contains("<(")
                     || text.contains(">(")
@@ -712,6 +729,13 @@ impl Walker<'_> {
             );
             return;
         };
+        if secrets::opaque(raw) {
+            self.block(
+                "path-traversal",
+                format!("writes to {raw}, whose `..` or glob could lead anywhere"),
+            );
+            return;
+        }
         let p = normalize_path(raw);
         const BLOCKED: &[&str] = &["/dev/tcp/**", "/dev/udp/**"];
         const DEVICES: &[&str] = &[
@@ -924,12 +948,26 @@ impl Walker<'_> {
             );
             return;
         }
-        let program = name.rsplit('/').next().unwrap_or(name);
+        // A program named by a path is the system's program only from a system
+        // folder: `/tmp/x/cat` or `./cat` is some other file, judged by its path (no
+        // rule about `cat` applies; a configured rule may name that exact path).
+        let base = name.rsplit('/').next().unwrap_or(name);
         let args = &argv[1..];
-        if program.is_empty() {
+        if base.is_empty() {
             self.block("dynamic-command", "empty program name");
             return;
         }
+        // It is some file, not the system's program: no rule about `base` makes it
+        // safe, and it is judged as `base` too so that it is never weaker than that.
+        if program_name(name) != base && !self.policy.configured_for_path(name) {
+            let (v, rule, why) = self.unknown();
+            self.record(
+                v,
+                rule,
+                format!("{name} is not the system's {base} (programs run from outside the system folders are unknown); {why}"),
+            );
+        }
+        let program = base;
 
         // SysV init scripts are services: `/etc/init.d/docker restart` is `service
         // docker restart`, not the docker CLI.
@@ -943,6 +981,19 @@ impl Walker<'_> {
             svc.extend(args.iter().cloned());
             self.invocation(&svc, depth + 1, stage);
             return;
+        }
+        if matches!(program, "cd" | "pushd") {
+            let target = args
+                .iter()
+                .find(|a| a.as_deref().is_none_or(|a| !a.starts_with('-')));
+            let trusted = match target {
+                None => true, // home
+                Some(None) => false,
+                Some(Some(t)) => trusted_path(t),
+            };
+            if !trusted {
+                self.cwd_untrusted = true;
+            }
         }
         if matches!(program, "cd" | "pushd" | "popd")
             || args.iter().flatten().any(|a| {
@@ -1010,6 +1061,7 @@ impl Walker<'_> {
             }
         };
         self.reads_and_network(program, &inv, stage);
+        self.trusted_sources(program, &inv);
         // Programs that write the files they name.
         if matches!(program, "tee") {
             for a in inv.positional.iter() {
@@ -1019,10 +1071,34 @@ impl Walker<'_> {
         verdict
     }
 
+    /// Compose files and git repositories hold commands (build steps, hooks,
+    /// `core.fsmonitor`): taken from the working directory, that directory must not be
+    /// one anything could have written.
+    fn trusted_sources(&mut self, program: &str, inv: &Invocation<'_>) {
+        let first = |k: usize| inv.positional.get(k).copied().flatten();
+        let has = |names: &[&str]| inv.opts.iter().any(|o| names.contains(&o.name.as_str()));
+        let compose = matches!(program, "docker-compose" | "podman-compose")
+            || (matches!(program, "docker" | "podman") && first(0) == Some("compose"));
+        if compose && !has(&["-f", "--file", "--project-directory"]) && self.cwd_untrusted {
+            self.record(
+                Verdict::ApprovalRequired,
+                "compose-file-untrusted",
+                "uses the compose file of a working directory anything could have written",
+            );
+        }
+        if program == "git" && !has(&["-C"]) && self.cwd_untrusted {
+            self.record(
+                Verdict::ApprovalRequired,
+                "git-repository-untrusted",
+                "reads a repository (whose configuration can run programs) from a working directory anything could have written",
+            );
+        }
+    }
+
     /// Judges `argv` by the rules alone (for a sub-operation such as `compose run`).
     fn rules_only(&mut self, argv: &[Arg]) {
         if let Some(Some(name)) = argv.first() {
-            let program = name.rsplit('/').next().unwrap_or(name).to_owned();
+            let program = program_name(name).to_owned();
             self.by_rules(&name.clone(), &program, &argv[1..], Stage::default());
         }
     }
@@ -1031,6 +1107,54 @@ impl Walker<'_> {
     /// known at run time is sent into the network.
     fn reads_and_network(&mut self, program: &str, inv: &Invocation<'_>, stage: Stage) {
         let spec = self.policy.spec(program);
+        // git reads files out of its history: `HEAD:path`, `-- pathspec`.
+        if program == "git" {
+            let repo = inv
+                .opts
+                .iter()
+                .find(|o| o.name == "-C")
+                .and_then(|o| o.values.first().copied().flatten())
+                .filter(|d| d.starts_with('/'))
+                .unwrap_or("/**")
+                .trim_end_matches('/')
+                .to_owned();
+            let after_dashes = inv.all.iter().position(|a| *a == Some("--"));
+            for (k, a) in inv.all.iter().enumerate() {
+                let Some(a) = a else { continue };
+                let path = if after_dashes.is_some_and(|d| k > d) {
+                    Some(*a)
+                } else if !a.starts_with('-') {
+                    a.split_once(':')
+                        .map(|(_, p)| p)
+                        .filter(|p| !p.is_empty() && !p.starts_with('/'))
+                } else {
+                    None
+                };
+                if let Some(p) = path {
+                    self.check_secret(program, Some(&format!("{repo}/{p}")), false, true);
+                }
+            }
+        }
+        // binutils' `@FILE` reads more arguments (file names) from FILE.
+        if matches!(
+            program,
+            "strings" | "objdump" | "readelf" | "nm" | "size" | "ar"
+        ) && inv
+            .positional
+            .iter()
+            .any(|p| p.is_some_and(|p| p.starts_with('@')))
+        {
+            self.secret(format!(
+                "{program} @FILE reads the names of the files it reads from FILE"
+            ));
+        }
+        if program == "ps" && ps_shows_environment(&inv.all) {
+            self.record(
+                Verdict::ApprovalRequired,
+                "ps-environment",
+                "ps with `e` shows every process's environment (passwords and tokens live there)",
+            );
+        }
         // Archive members are paths from the archive's root (`unzip -p etc.zip etc/shadow`).
         if matches!(program, "unzip" | "tar" | "bsdtar" | "7z" | "7za" | "cpio") {
             let skip = usize::from(program == "unzip" || program.starts_with("7z"));
@@ -1039,7 +1163,13 @@ impl Walker<'_> {
                 self.check_secret(program, Some(&rooted), false, true);
             }
         }
-        if !spec.metadata && !spec.free_args {
+        // A dry run of rsync compares names and sizes; it sends no content anywhere.
+        let dry_run = program == "rsync"
+            && inv
+                .opts
+                .iter()
+                .any(|o| o.name == "-n" || o.name == "--dry-run");
+        if !spec.metadata && !spec.free_args && !dry_run {
             let recursive = spec.is_recursive(inv);
             let devices = !spec.device_query;
             let files: Vec<Option<&str>> = spec.file_arguments(inv).to_vec();
@@ -1104,7 +1234,40 @@ impl Walker<'_> {
                 }
             }
         }
-        if spec.network {
+        // Some programs reach the network with some subcommands only.
+        let networked = spec.network
+            || match program {
+                "docker" | "podman" | "nerdctl" => matches!(
+                    inv.positional.first().copied().flatten(),
+                    Some(
+                        "pull"
+                            | "push"
+                            | "login"
+                            | "search"
+                            | "run"
+                            | "create"
+                            | "build"
+                            | "image"
+                            | "buildx"
+                            | "compose"
+                    )
+                ),
+                "git" => matches!(
+                    inv.positional.first().copied().flatten(),
+                    Some(
+                        "fetch"
+                            | "pull"
+                            | "clone"
+                            | "ls-remote"
+                            | "push"
+                            | "remote"
+                            | "submodule"
+                            | "archive"
+                    )
+                ),
+                _ => false,
+            };
+        if networked {
             if inv.all.iter().any(|a| a.is_none()) {
                 self.exfiltration(format!(
                     "{program}: an argument only known at run time (a substitution or variable) goes into the network"
@@ -1183,6 +1346,23 @@ impl Walker<'_> {
         let acts_on_protected = container_tools.contains(&program)
             && known.iter().any(|w| names_protected(w))
             && !known.iter().any(|w| read_only.contains(w));
+        // A target only known at run time could be Jarvis itself.
+        if container_tools.contains(&program)
+            && !self.policy.protected_containers.is_empty()
+            && args.iter().any(|a| a.is_none())
+            && !known
+                .iter()
+                .any(|w| read_only.contains(w) || *w == "ps" || *w == "images")
+        {
+            self.record(
+                Verdict::ApprovalRequired,
+                "self-protection",
+                format!(
+                    "{}: acts on a container or unit only known at run time, which could be Jarvis itself",
+                    display_parts(program, args)
+                ),
+            );
+        }
         if acts_on_protected || touches_path {
             self.block(
                 "self-protection",
@@ -1236,6 +1416,8 @@ impl Walker<'_> {
                         "--chdir",
                         "-T",
                         "--command-timeout",
+                        "-R",
+                        "--chroot",
                     ],
                 );
                 // `sudo NAME=VALUE cmd` sets NAME for cmd: look past the assignments.
@@ -1272,8 +1454,24 @@ impl Walker<'_> {
                     "--uid",
                 ],
             )),
-            "nohup" | "builtin" | "setsid" | "time" | "unbuffer" | "catchsegv" => {
+            "nohup" | "builtin" | "setsid" | "unbuffer" | "catchsegv" => {
                 Some(skip_options(args, NONE))
+            }
+            "time" => {
+                // GNU time writes its report to the file -o names.
+                for (k, a) in args.iter().enumerate() {
+                    match a.as_deref() {
+                        Some("-o" | "--output") => {
+                            self.write_target(args.get(k + 1).and_then(|a| a.as_deref()))
+                        }
+                        Some(o) if o.starts_with("--output=") => self.write_target(Some(&o[9..])),
+                        Some(o) if o.starts_with("-o") && o.len() > 2 => {
+                            self.write_target(Some(&o[2..]))
+                        }
+                        _ => {}
+                    }
+                }
+                Some(skip_options(args, &["-o", "--output", "-f", "--format"]))
             }
             "stdbuf" => Some(skip_options(
                 args,
@@ -1335,21 +1533,91 @@ impl Walker<'_> {
                 Some(skip_options(args, NONE))
             }
             "exec" => Some(skip_options(args, &["-a"])),
+            "sudo-rs" => Some(skip_options(args, &["-u", "-g"])),
             "busybox" => Some(args),
             "env" => {
                 let mut i = 0;
-                while i < args.len() {
+                'words: while i < args.len() {
                     match args[i].as_deref() {
-                        Some("-u" | "--unset" | "-C" | "--chdir") => i += 2,
-                        Some("-S" | "--split-string") => {
-                            // The string is split into words: judge it as shell text with the rest.
+                        Some("--") => {
+                            i += 1;
+                            break;
+                        }
+                        Some("-") => i += 1,
+                        Some("--unset" | "--chdir") => i += 2,
+                        Some("--split-string") => {
                             return self.nested_string(program, args.get(i + 1), depth, stage);
                         }
                         Some(a) if a.starts_with("--split-string=") => {
                             let s = a.trim_start_matches("--split-string=").to_owned();
                             return self.nested_string(program, Some(&Some(s)), depth, stage);
                         }
-                        Some(a) if a.starts_with('-') => i += 1,
+                        Some(a) if a.starts_with("--") => {
+                            let name = a.split('=').next().unwrap_or(a);
+                            if !matches!(
+                                name,
+                                "--ignore-environment"
+                                    | "--null"
+                                    | "--debug"
+                                    | "--unset"
+                                    | "--chdir"
+                                    | "--default-signal"
+                                    | "--ignore-signal"
+                                    | "--block-signal"
+                                    | "--list-signal-handling"
+                            ) {
+                                self.block(
+                                    "dynamic-command",
+                                    format!("env option {a} not understood"),
+                                );
+                                return true;
+                            }
+                            i += 1;
+                        }
+                        Some(a) if a.starts_with('-') => {
+                            // A cluster: -i -0 -v are flags; -u and -C take a value (the
+                            // rest, or the next word); -S takes the command line.
+                            let body: Vec<char> = a[1..].chars().collect();
+                            for (k, c) in body.iter().enumerate() {
+                                let rest: String = body[k + 1..].iter().collect();
+                                match c {
+                                    'i' | '0' | 'v' => {}
+                                    'u' | 'C' => {
+                                        if *c == 'C' {
+                                            self.cwd_moved = true;
+                                            self.cwd_untrusted = true;
+                                        }
+                                        i += if rest.is_empty() { 2 } else { 1 };
+                                        continue 'words;
+                                    }
+                                    'S' => {
+                                        return if rest.is_empty() {
+                                            self.nested_string(
+                                                program,
+                                                args.get(i + 1),
+                                                depth,
+                                                stage,
+                                            )
+                                        } else {
+                                            self.nested_string(
+                                                program,
+                                                Some(&Some(rest)),
+                                                depth,
+                                                stage,
+                                            )
+                                        };
+                                    }
+                                    other => {
+                                        self.block(
+                                            "dynamic-command",
+                                            format!("env option -{other} not understood"),
+                                        );
+                                        return true;
+                                    }
+                                }
+                            }
+                            i += 1;
+                        }
                         Some(a) if looks_like_assignment(a) => {
                             if !is_assignment(a) {
                                 // env sets it anyway; judge the reading as a program too.
@@ -1384,11 +1652,8 @@ impl Walker<'_> {
                         "-d",
                         "--delimiter",
                         "-E",
-                        "-e",
                         "-I",
-                        "-i",
                         "-L",
-                        "-l",
                         "-n",
                         "--max-args",
                         "-P",
@@ -1411,10 +1676,19 @@ impl Walker<'_> {
                     self.check_secret("xargs", f.split_once('=').map(|x| x.1), false, true);
                 }
                 // `-I REPL`: words holding REPL get what arrives on standard input.
-                let repl: Option<String> = args.windows(2).find_map(|w| match w[0].as_deref() {
-                    Some("-I" | "-i" | "--replace") => w[1].clone().or(Some("{}".into())),
-                    _ => None,
-                });
+                // (`-i` and `--replace` take the string attached, `{}` by default.)
+                let repl: Option<String> =
+                    args.iter()
+                        .enumerate()
+                        .find_map(|(k, a)| match a.as_deref() {
+                            Some("-I") => args.get(k + 1).cloned().flatten().or(Some("{}".into())),
+                            Some("-i" | "--replace") => Some("{}".into()),
+                            Some(o) if o.starts_with("--replace=") => Some(o[10..].to_owned()),
+                            Some(o) if o.starts_with("-i") || o.starts_with("-I") => {
+                                Some(o[2..].to_owned())
+                            }
+                            _ => None,
+                        });
                 let mut inner: Vec<Arg> = if r.is_empty() {
                     vec![Some("echo".into())]
                 } else {
@@ -1437,10 +1711,7 @@ impl Walker<'_> {
                 return true;
             }
             "watch" => {
-                let r = skip_options(
-                    args,
-                    &["-n", "--interval", "-d", "--differences", "-q", "--equexit"],
-                );
+                let r = skip_options(args, &["-n", "--interval", "-q", "--equexit"]);
                 if r.iter().any(|a| a.is_none()) {
                     self.block(
                         "dynamic-command",
@@ -2180,6 +2451,87 @@ impl Walker<'_> {
     }
 }
 
+/// A path to take configuration or code from: absolute, spelled out (no glob, no
+/// `..` that a symlinked folder could redirect), and not in a folder anything may
+/// write (`/tmp`, `/var/tmp`, `/dev/shm`, a user's runtime folder).
+pub(super) fn trusted_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !secrets::is_glob(p)
+        && !p.split('/').any(|seg| seg == "..")
+        && ![
+            "/tmp",
+            "/var/tmp",
+            "/dev/shm",
+            "/run/user",
+            "/proc",
+            "/dev/fd",
+            "/run/lock",
+        ]
+        .iter()
+        .any(|d| {
+            let n = normalize_path(p);
+            n == *d || n.starts_with(&format!("{d}/"))
+        })
+}
+
+/// Folders holding the system's own programs: a program named by a path there is
+/// judged as that program.
+const SYSTEM_BIN_DIRS: &[&str] = &[
+    "/bin",
+    "/sbin",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/lib/postgresql/*/bin",
+    "/snap/bin",
+];
+
+/// The name rules know a program by: its basename when it is a bare name or lives in
+/// a system folder, else the whole path (which only a configured rule can name).
+fn program_name(name: &str) -> &str {
+    let Some((dir, base)) = name.rsplit_once('/') else {
+        return name;
+    };
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let system = !dir.contains("..")
+        && !secrets::is_glob(dir)
+        && SYSTEM_BIN_DIRS
+            .iter()
+            .any(|d| glob(d, &normalize_path(dir)));
+    if system { base } else { name }
+}
+
+/// Whether ps is asked for environments: BSD `e` (`ps auxe`, `ps -auxwwe`, which
+/// procps reads as BSD), not `-e` (every process) nor an `e` inside a format list.
+fn ps_shows_environment(args: &[Option<&str>]) -> bool {
+    let mut skip_next = false;
+    for a in args.iter().flatten() {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        let bsd = !a.starts_with('-') && a.chars().all(|c| c.is_ascii_alphabetic());
+        let dashed_bsd = a.starts_with('-')
+            && !a.starts_with("--")
+            && a[1..].chars().all(|c| c.is_ascii_alphabetic())
+            && (a.contains('x') || a.contains('w'));
+        if (bsd || dashed_bsd) && a.contains('e') {
+            return true;
+        }
+        // BSD options that take the next word (a format, a sort key, ids).
+        if bsd && a.contains(['o', 'O', 'k', 'p', 't', 'U', 'G', 'g']) {
+            skip_next = true;
+        }
+        if a.starts_with('-')
+            && !a.starts_with("--")
+            && a.ends_with(['o', 'O', 'k', 'p', 't', 'u', 'U', 'g', 'G', 'C'])
+        {
+            skip_next = true;
+        }
+    }
+    false
+}
+
 /// A pipeline stage that only prints constant text (`echo`, `printf`, `true`).
 fn trivial_feeder(cmd: &Command) -> bool {
     let Command::Simple(sc) = cmd else {
@@ -2192,14 +2544,29 @@ fn trivial_feeder(cmd: &Command) -> bool {
 
 /// Skips leading options (and the values of those in `with_values`); returns what
 /// follows.
+///
+/// Short options may be clustered as getopt allows (`sudo -ng users`, `exec -cla x`):
+/// the first one in a cluster that takes a value takes the rest of the word, or the
+/// next word when it ends the cluster.
 fn skip_options<'a>(args: &'a [Arg], with_values: &[impl AsRef<str>]) -> &'a [Arg] {
+    let takes = |o: &str| with_values.iter().any(|v| v.as_ref() == o);
     let mut i = 0;
     while i < args.len() {
         match args[i].as_deref() {
             Some("--") => return &args[i + 1..],
+            Some(a) if a.starts_with("--") => i += if takes(a) { 2 } else { 1 },
             Some(a) if a.starts_with('-') && a.len() > 1 => {
-                let takes = with_values.iter().any(|v| v.as_ref() == a);
-                i += if takes { 2 } else { 1 };
+                let body: Vec<char> = a[1..].chars().collect();
+                let mut skip = 1;
+                for (k, c) in body.iter().enumerate() {
+                    if takes(&format!("-{c}")) {
+                        if k + 1 == body.len() {
+                            skip = 2;
+                        }
+                        break;
+                    }
+                }
+                i += skip;
             }
             _ => break,
         }
