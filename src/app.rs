@@ -130,7 +130,8 @@ impl Application {
 
         let runner = Arc::new(
             CommandRunner::new(&config, executor.clone(), store.clone(), monitor.clone())
-                .map_err(|e| anyhow::anyhow!("safety policy: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("safety policy: {e}"))?
+                .with_metrics(metrics.clone()),
         );
         let expiry = tokio::spawn(expire_approvals(runner.clone(), cancel.clone()));
 

@@ -66,6 +66,14 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    /// diagnostic, allowed, approval_required, blocked
+    verdict: &'static str,
+    /// operator, learned, llm, manual
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     /// A suppression reason: maintenance, host_offline, cascade:<configured root>,
     /// escalation_cooldown.
@@ -112,6 +120,7 @@ pub struct Metrics {
     pattern_matches: Family<ResultLabel, Counter>,
     active_remediations: Gauge,
     alerts_suppressed: Family<ReasonLabel, Counter>,
+    commands: Family<CommandLabels, Counter>,
     notifications: Family<SinkLabels, Counter>,
     llm_calls: Family<LlmCallLabels, Counter>,
     llm_tokens: Family<LlmTokenLabels, Counter>,
@@ -201,6 +210,12 @@ impl Metrics {
             "Alerts held back by maintenance, offline hosts, cascades and cooldowns",
             alerts_suppressed.clone(),
         );
+        let commands = Family::<CommandLabels, Counter>::default();
+        registry.register(
+            "commands",
+            "Commands judged by the safety gate, by verdict and by who proposed them",
+            commands.clone(),
+        );
         let notifications = Family::<SinkLabels, Counter>::default();
         registry.register(
             "notifications",
@@ -227,6 +242,7 @@ impl Metrics {
             pattern_matches,
             active_remediations,
             alerts_suppressed,
+            commands,
             notifications,
             host_up,
             registry,
@@ -314,6 +330,16 @@ impl Metrics {
         ActiveGuard(&self.active_remediations)
     }
 
+    /// One command judged by the safety gate.
+    pub fn command_judged(&self, verdict: crate::safety::Verdict, source: crate::safety::Source) {
+        self.commands
+            .get_or_create(&CommandLabels {
+                verdict: verdict.as_str(),
+                source: source.as_str(),
+            })
+            .inc();
+    }
+
     pub fn alert_suppressed(&self, reason: &str) {
         self.alerts_suppressed
             .get_or_create(&ReasonLabel {
@@ -385,6 +411,7 @@ mod tests {
         m.remediation_duration("ContainerDown", 7.0);
         m.pattern_match(true);
         m.alert_suppressed("maintenance");
+        m.command_judged(crate::safety::Verdict::Blocked, crate::safety::Source::Llm);
         let active = m.active_remediation();
         let text = m.encode();
         drop(active);
@@ -398,6 +425,7 @@ mod tests {
             "jarvis_pattern_matches_total{result=\"hit\"} 1",
             "jarvis_active_remediations 1",
             "jarvis_alerts_suppressed_total{reason=\"maintenance\"} 1",
+            "jarvis_commands_total{verdict=\"blocked\",source=\"llm\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

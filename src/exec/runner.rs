@@ -141,6 +141,8 @@ pub struct CommandRunner {
     rate: Mutex<HashMap<String, VecDeque<Instant>>>,
     breakers: Mutex<HashMap<(String, String), Breaker>>,
     target_locks: Mutex<HashMap<HostTarget, Arc<tokio::sync::Mutex<()>>>>,
+    /// `jarvis_commands_total{verdict,source}`, when the service has metrics.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// SHA-256 of host and command: what an approval promises to run.
@@ -179,7 +181,14 @@ impl CommandRunner {
             rate: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
             target_locks: Mutex::new(HashMap::new()),
+            metrics: None,
         })
+    }
+
+    /// Counts every judgement in `jarvis_commands_total`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -289,6 +298,9 @@ impl CommandRunner {
             )
             .await;
         tracing::info!(host = %host.name, source = req.source.as_str(), verdict = %j.verdict, rule = %j.rule, "Command judged.");
+        if let Some(m) = &self.metrics {
+            m.command_judged(j.verdict, req.source);
+        }
         self.audit(AuditRow {
             kind: "judged".into(),
             source: req.source.as_str().into(),

@@ -68,6 +68,12 @@ async fn an_approval_round_trip_through_the_api() {
     assert_eq!(list["approvals"][0]["id"], id);
     assert_eq!(list["approvals"][0]["command"], script);
     assert_eq!(list["approvals"][0]["source"], "manual");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .contains("jarvis_commands_total{verdict=\"approval_required\",source=\"manual\"} 1"),
+        "{metrics}"
+    );
     // The person deciding sees why it waits: the gate's reading and the rules it tried.
     let why = list["approvals"][0]["explanation"].as_str().unwrap();
     assert!(why.contains(&format!("program \"{script}\"")), "{why}");
