@@ -172,20 +172,24 @@ fn check_config_prints_settings_with_secrets_redacted() {
     );
 }
 
-#[test]
-fn check_config_names_every_bad_key_and_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "[server]\nlisten = \"0.0.0.0:8000\"\n[[hosts]]\nname = \"nexus\"\naddress = \"10.0.0.1\"\nport = 70000\n[remediation]\npattern_min_confidence = 2.0\n",
-    )
-    .unwrap();
-    let out = jarvis(dir.path())
+/// Writes `text` as a configuration file in `dir` and runs `check-config` on it.
+fn check_config_file(dir: &Path, text: &str) -> std::process::Output {
+    let path = dir.join("jarvis-under-test.toml");
+    std::fs::write(&path, text).unwrap();
+    jarvis(dir)
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn check_config_names_every_bad_key_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check_config_file(
+        dir.path(),
+        "[server]\nlisten = \"0.0.0.0:8000\"\n[[hosts]]\nname = \"nexus\"\naddress = \"10.0.0.1\"\nport = 70000\n[remediation]\npattern_min_confidence = 2.0\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -609,17 +613,10 @@ fn check_command_holds_the_escape_corpus() {
 #[test]
 fn check_config_warns_about_rules_without_an_option_list() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jarvis.toml");
-    std::fs::write(
-        &path,
+    let out = check_config_file(
+        dir.path(),
         "[[safety.rules]]\nverdict = \"allowed\"\ncommand = \"backup.sh\"\n\n[[safety.rules]]\nverdict = \"diagnostic\"\ncommand = \"upsc\"\noptions = [\"-l\"]\n",
-    )
-    .unwrap();
-    let out = jarvis(dir.path())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -627,15 +624,9 @@ fn check_config_warns_about_rules_without_an_option_list() {
         "{stderr}"
     );
     assert!(!stderr.contains("safety.rules[1]"), "{stderr}");
-    std::fs::write(
-        &path,
+    let out = check_config_file(
+        dir.path(),
         "[[safety.rules]]\nverdict = \"allowed\"\ncommand = \"backup.sh\"\noptions = [\"out\"]\n",
-    )
-    .unwrap();
-    let out = jarvis(dir.path())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(2), "a bad option entry is an error");
 }
