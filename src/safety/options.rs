@@ -235,7 +235,10 @@ pub fn parse<'a>(args: &'a [Option<String>], grammar: &Grammar) -> Parsed<'a> {
             continue;
         }
         if w == "--" {
-            only_positional = true;
+            // Single-dash programs (find) read their expression after `--` too.
+            if grammar.style != Style::Single {
+                only_positional = true;
+            }
             i += 1;
             continue;
         }

@@ -634,22 +634,26 @@ impl Rule {
         // Case does not matter here (`Gopher://`, `kubectl get SECRET`), and an
         // argument that is itself a pattern (`systemctl restart 'ssh*'`) counts when it
         // could match.
+        // A rule that holds or blocks also matches an argument only known at run time
+        // (`kubectl get $(echo secret)`); a granting rule never does.
+        let holds = self.verdict_for(source) > Verdict::Allowed;
         if !self.positional_any.is_empty()
             && !inv.positional.iter().any(|p| {
-                p.is_some_and(|p| {
-                    let p = p.to_lowercase();
-                    self.positional_any.iter().any(|alts| {
-                        alts.split('|').any(|a| {
-                            let a = a.to_lowercase();
-                            word_glob(&a, &p)
-                                || (secrets::is_glob(&p)
-                                    && secrets::may_match(
-                                        &p.replace('/', "\u{1}"),
-                                        &a.replace('*', "**").replace('/', "\u{1}"),
-                                    ))
+                (p.is_none() && holds)
+                    || p.is_some_and(|p| {
+                        let p = p.to_lowercase();
+                        self.positional_any.iter().any(|alts| {
+                            alts.split('|').any(|a| {
+                                let a = a.to_lowercase();
+                                word_glob(&a, &p)
+                                    || (secrets::is_glob(&p)
+                                        && secrets::may_match(
+                                            &p.replace('/', "\u{1}"),
+                                            &a.replace('*', "**").replace('/', "\u{1}"),
+                                        ))
+                            })
                         })
                     })
-                })
             })
         {
             return Err(format!(
@@ -721,11 +725,7 @@ impl Rule {
         if spec.free_args {
             return Ok(());
         }
-        if inv.dynamic_option_slots > 0
-            && !self.configured
-            && !spec.accepted.is_empty()
-            && !spec.inert_options
-        {
+        if inv.dynamic_option_slots > 0 && !self.configured && !spec.inert_options {
             return Err("an argument only known at run time could be any option".into());
         }
         for o in &inv.opts {

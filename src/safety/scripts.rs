@@ -136,15 +136,22 @@ pub fn sed(script: &str) -> Result<SedEffects, String> {
                 }
             }
             ':' => {
+                // The label ends at whitespace too: what follows is read as a command
+                // (reading more generously than sed could only hide an `e`).
                 skip_ws(&mut i);
-                while i < c.len() && c[i] != '\n' && c[i] != ';' {
+                while i < c.len() && !c[i].is_whitespace() && c[i] != ';' {
                     i += 1;
                 }
+                // Whatever follows on the line is read as the next command.
+                continue;
             }
             'b' | 't' | 'T' | 'v' => {
-                while i < c.len() && c[i] != '\n' && c[i] != ';' && c[i] != '}' {
+                // The label (or version) is one word; what follows is a command.
+                skip_ws(&mut i);
+                while i < c.len() && !c[i].is_whitespace() && c[i] != ';' && c[i] != '}' {
                     i += 1;
                 }
+                continue;
             }
             'r' | 'R' => {
                 skip_ws(&mut i);
@@ -286,9 +293,17 @@ fn awk_tokens(src: &str) -> Result<Vec<AwkTok>, String> {
             }
             '/' => {
                 // A regex where an operand is expected, division after an operand.
+                // Keywords (`print /#/`, `return /x/`) are not operands.
+                const KEYWORDS: &[&str] = &[
+                    "print", "printf", "return", "in", "do", "else", "delete", "exit", "case",
+                    "getline",
+                ];
                 let operand_before = matches!(
                     out.last(),
-                    Some(AwkTok::Word(_) | AwkTok::Str(_) | AwkTok::Num | AwkTok::Regex)
+                    Some(AwkTok::Word(w)) if !KEYWORDS.contains(&w.as_str())
+                ) || matches!(
+                    out.last(),
+                    Some(AwkTok::Str(_) | AwkTok::Num | AwkTok::Regex)
                 ) || matches!(out.last(), Some(AwkTok::Op(o)) if o == ")" || o == "]" || o == "$" || o == "++" || o == "--");
                 if operand_before {
                     out.push(AwkTok::Op("/".into()));
@@ -478,6 +493,9 @@ mod tests {
             assert_eq!(fx, SedEffects::default(), "{s}");
         }
         let exec = [
+            "v 4.2 e id",
+            "t x e id",
+            ":a e id",
             "e id",
             "1e id",
             "$e",
@@ -524,6 +542,8 @@ mod tests {
             );
         }
         for ex in [
+            "BEGIN { print /#/; system(\"id\") }",
+            "function f() { return /#/ } BEGIN { system(\"id\") }",
             "BEGIN {system(\"id\")}",
             "{print | \"sh\"}",
             "BEGIN {\"id\" | getline x}",

@@ -231,8 +231,28 @@ pub fn opaque(path: &str) -> bool {
             && segs[..k]
                 .iter()
                 .any(|s| !s.is_empty() && *s != "." && *s != ".."))
-            || (*seg != ".." && is_glob(seg) && seg.starts_with('.') && may_match(seg, ".."))
+            || (*seg != ".." && dotdot_glob(seg))
     })
+}
+
+/// A glob segment some shell may expand to `..` (`.?`, `.*`, `[.][.]`): only dots,
+/// wildcards and bracket expressions, and at least one dot or bracket.
+fn dotdot_glob(seg: &str) -> bool {
+    if !is_glob(seg) || seg == "*" || seg == "**" {
+        return false;
+    }
+    let mut outside = String::new();
+    let mut depth = 0;
+    for c in seg.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => depth -= 1,
+            _ if depth == 0 => outside.push(c),
+            _ => {}
+        }
+    }
+    outside.chars().all(|c| matches!(c, '.' | '?' | '*'))
+        && (seg.contains('.') || seg.contains('['))
 }
 
 /// Whether the text has glob characters the shell would expand.
@@ -257,9 +277,7 @@ pub fn candidates(word: &str, recursive: bool, cwd_moved: bool) -> Vec<String> {
         let segs: Vec<&str> = w.split('/').collect();
         let last = segs
             .iter()
-            .rposition(|seg| {
-                *seg == ".." || (is_glob(seg) && seg.starts_with('.') && may_match(seg, ".."))
-            })
+            .rposition(|seg| *seg == ".." || dotdot_glob(seg))
             .unwrap_or(0);
         let tail = segs[last + 1..].join("/");
         let base = if tail.is_empty() {

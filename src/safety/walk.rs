@@ -99,6 +99,35 @@ const INTERPRETERS: &[&str] = &[
 ];
 const NONE: &[&str] = &[];
 const AWKS: &[&str] = &["awk", "gawk", "mawk", "nawk"];
+/// Whether setting this variable, even unexported, changes what later commands do:
+/// it is in every environment already, or programs read it.
+fn significant_variable(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "HOME",
+        "OLDPWD",
+        "PWD",
+        "USER",
+        "LOGNAME",
+        "SSLKEYLOGFILE",
+        "TAR_OPTIONS",
+        "KUBECONFIG",
+        "WGETRC",
+        "CURL_HOME",
+        "GZIP",
+        "XZ_DEFAULTS",
+        "ZSTD_CLEVEL",
+        "GREP_OPTIONS",
+    ];
+    const PREFIXES: &[&str] = &[
+        "XDG_", "GIT_", "COMPOSE_", "DOCKER_", "DBUS_", "SSL_", "SYSTEMD_", "LESS", "PYTHON",
+        "NODE_", "RUBY", "PERL", "JAVA_", "LD_", "MYSQL", "PG", "REDIS", "RSYNC_", "SSH_", "GNUPG",
+        "GPG_", "AWS_", "HTTP", "FTP_", "NO_PROXY",
+    ];
+    NAMES.contains(&name)
+        || PREFIXES.iter().any(|p| name.starts_with(p))
+        || name.to_ascii_lowercase().ends_with("_proxy")
+}
+
 /// Variables a command may be given without changing what it runs, reads or writes.
 const HARMLESS_VARS: &[&str] = &[
     "LANG",
@@ -511,12 +540,15 @@ impl Walker<'_> {
                             .is_some_and(|v| !v.contains(char::is_whitespace))
                     });
                 if bindable {
-                    for v in values.into_iter().flatten() {
-                        self.loop_vars.push((f.variable_name.clone(), v));
-                        self.list(&f.body.list, depth, stage);
-                        self.loop_vars.pop();
+                    for _ in 0..2 {
+                        for v in values.iter().flatten() {
+                            self.loop_vars.push((f.variable_name.clone(), v.clone()));
+                            self.list(&f.body.list, depth, stage);
+                            self.loop_vars.pop();
+                        }
                     }
                 } else {
+                    self.list(&f.body.list, depth, stage);
                     self.list(&f.body.list, depth, stage);
                 }
             }
@@ -542,8 +574,11 @@ impl Walker<'_> {
                 }
             }
             CompoundCommand::WhileClause(w) | CompoundCommand::UntilClause(w) => {
-                self.list(&w.0, depth, stage);
-                self.list(&w.1.list, depth, stage);
+                // Twice: what a pass changes (a `cd`) holds for the next one.
+                for _ in 0..2 {
+                    self.list(&w.0, depth, stage);
+                    self.list(&w.1.list, depth, stage);
+                }
             }
             CompoundCommand::Arithmetic(_) | CompoundCommand::ArithmeticForClause(_) => {
                 self.block("arithmetic", "arithmetic commands are not supported")
@@ -868,6 +903,11 @@ impl Walker<'_> {
     }
 
     fn assignment(&mut self, name: &str, value: &str, depth: u32) {
+        // Variables the environment already holds, or that programs read, change later
+        // commands of the same line even without `export` (`HOME=/tmp/h; git status`).
+        if significant_variable(name) {
+            self.environment_for_command(name);
+        }
         let text = self.word(value, depth);
         // The parser may hand over the whole `NAME=VALUE` word.
         let text = text.map(|t| {
@@ -986,11 +1026,13 @@ impl Walker<'_> {
             let target = args
                 .iter()
                 .find(|a| a.as_deref().is_none_or(|a| !a.starts_with('-')));
-            let trusted = match target {
-                None => true, // home
-                Some(None) => false,
-                Some(Some(t)) => trusted_path(t),
-            };
+            let dash = args.iter().any(|a| a.as_deref() == Some("-"));
+            let trusted = !dash
+                && match target {
+                    None => true, // home
+                    Some(None) => false,
+                    Some(Some(t)) => trusted_path(t),
+                };
             if !trusted {
                 self.cwd_untrusted = true;
             }
@@ -1107,32 +1149,39 @@ impl Walker<'_> {
     /// known at run time is sent into the network.
     fn reads_and_network(&mut self, program: &str, inv: &Invocation<'_>, stage: Stage) {
         let spec = self.policy.spec(program);
-        // git reads files out of its history: `HEAD:path`, `-- pathspec`.
+        // git reads files out of its history: `HEAD:path`, `log -p shadow`,
+        // `-L1,9:shadow`, `-- shadow`; relative to -C DIR, else the working directory.
         if program == "git" {
             let repo = inv
                 .opts
                 .iter()
                 .find(|o| o.name == "-C")
                 .and_then(|o| o.values.first().copied().flatten())
-                .filter(|d| d.starts_with('/'))
-                .unwrap_or("/**")
-                .trim_end_matches('/')
-                .to_owned();
-            let after_dashes = inv.all.iter().position(|a| *a == Some("--"));
-            for (k, a) in inv.all.iter().enumerate() {
-                let Some(a) = a else { continue };
-                let path = if after_dashes.is_some_and(|d| k > d) {
-                    Some(*a)
-                } else if !a.starts_with('-') {
-                    a.split_once(':')
-                        .map(|(_, p)| p)
-                        .filter(|p| !p.is_empty() && !p.starts_with('/'))
-                } else {
-                    None
-                };
-                if let Some(p) = path {
-                    self.check_secret(program, Some(&format!("{repo}/{p}")), false, true);
+                .map(|d| d.trim_end_matches('/').to_owned());
+            let sub = inv.positional.iter().position(|p| p.is_some());
+            let words = inv
+                .positional
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| Some(*k) != sub)
+                .filter_map(|(_, p)| *p)
+                .chain(
+                    inv.opts
+                        .iter()
+                        .filter(|o| o.name != "-C")
+                        .flat_map(|o| o.values.iter().flatten().copied())
+                        .filter(|v| v.contains(':')),
+                );
+            for a in words {
+                let path = a.rsplit_once(':').map_or(a, |(_, p)| p);
+                if path.is_empty() || path.starts_with('/') {
+                    continue;
                 }
+                let full = match &repo {
+                    Some(r) => format!("{r}/{path}"),
+                    None => path.to_owned(),
+                };
+                self.check_secret(program, Some(&full), false, true);
             }
         }
         // binutils' `@FILE` reads more arguments (file names) from FILE.
@@ -1140,7 +1189,7 @@ impl Walker<'_> {
             program,
             "strings" | "objdump" | "readelf" | "nm" | "size" | "ar"
         ) && inv
-            .positional
+            .all
             .iter()
             .any(|p| p.is_some_and(|p| p.starts_with('@')))
         {
@@ -1228,7 +1277,11 @@ impl Walker<'_> {
                     }
                 }
                 for p in parts {
-                    if p.starts_with('/') || p.starts_with('~') {
+                    if p.starts_with('/')
+                        || p.starts_with('~')
+                        || p.starts_with("../")
+                        || p.contains("/../")
+                    {
                         self.check_secret(program, Some(p), recursive, devices);
                     }
                 }
@@ -1523,10 +1576,15 @@ impl Walker<'_> {
                 Some(r.get(1..).unwrap_or(&[]))
             }
             "command" => {
-                if args
+                // `command -v NAME` looks NAME up; `command rm -v` runs rm.
+                let lookup = args
                     .iter()
-                    .any(|a| matches!(a.as_deref(), Some("-v" | "-V")))
-                {
+                    .take_while(|a| a.as_deref().is_some_and(|a| a.starts_with('-')))
+                    .any(|a| {
+                        a.as_deref()
+                            .is_some_and(|a| a != "--" && (a.contains('v') || a.contains('V')))
+                    });
+                if lookup {
                     self.record(Verdict::Diagnostic, "command-lookup", "looks up a command");
                     return true;
                 }
@@ -1544,7 +1602,26 @@ impl Walker<'_> {
                             break;
                         }
                         Some("-") => i += 1,
-                        Some("--unset" | "--chdir") => i += 2,
+                        Some("--unset") => i += 2,
+                        Some("--chdir") => {
+                            self.cwd_moved = true;
+                            if !args
+                                .get(i + 1)
+                                .cloned()
+                                .flatten()
+                                .is_some_and(|d| trusted_path(&d))
+                            {
+                                self.cwd_untrusted = true;
+                            }
+                            i += 2;
+                        }
+                        Some(a) if a.starts_with("--chdir=") => {
+                            self.cwd_moved = true;
+                            if !trusted_path(&a[8..]) {
+                                self.cwd_untrusted = true;
+                            }
+                            i += 1;
+                        }
                         Some("--split-string") => {
                             return self.nested_string(program, args.get(i + 1), depth, stage);
                         }
@@ -1663,17 +1740,37 @@ impl Walker<'_> {
                         "--process-slot-var",
                     ],
                 );
-                // The file it reads its arguments from is read like any other.
-                for w in args.windows(2) {
-                    if matches!(w[0].as_deref(), Some("-a" | "--arg-file")) {
-                        self.check_secret("xargs", w[1].as_deref(), false, true);
+                // The file it reads its arguments from is read like any other, however
+                // the option is spelled (`-a F`, `-aF`, `-0aF`, `--arg=F`, `--arg-f F`).
+                let own = args.len() - r.len();
+                for (k, a) in args[..own].iter().enumerate() {
+                    let Some(a) = a.as_deref() else { continue };
+                    if a == "--" {
+                        break;
                     }
-                }
-                if let Some(Some(f)) = args
-                    .iter()
-                    .find(|a| a.as_deref().is_some_and(|a| a.starts_with("--arg-file=")))
-                {
-                    self.check_secret("xargs", f.split_once('=').map(|x| x.1), false, true);
+                    if !a.starts_with('-') {
+                        continue; // the value of the option before
+                    }
+                    let file: Option<Option<&str>> = if a.starts_with("--arg") {
+                        Some(match a.split_once('=') {
+                            Some((_, v)) => Some(v),
+                            None => args.get(k + 1).and_then(|x| x.as_deref()),
+                        })
+                    } else if !a.starts_with("--") {
+                        a.find('a').map(|i| {
+                            let rest = &a[i + 1..];
+                            if rest.is_empty() {
+                                args.get(k + 1).and_then(|x| x.as_deref())
+                            } else {
+                                Some(rest)
+                            }
+                        })
+                    } else {
+                        None
+                    };
+                    if let Some(f) = file {
+                        self.check_secret("xargs", f, false, true);
+                    }
                 }
                 // `-I REPL`: words holding REPL get what arrives on standard input.
                 // (`-i` and `--replace` take the string attached, `{}` by default.)
@@ -1719,14 +1816,26 @@ impl Walker<'_> {
                     );
                     return true;
                 }
-                let text = r.iter().flatten().cloned().collect::<Vec<_>>().join(" ");
-                self.shell_text(&text, depth + 1, Stage::default());
+                // With -x the words are the program and its arguments, not shell text.
+                let exec = args.iter().flatten().any(|a| {
+                    a == "--exec" || (a.starts_with('-') && !a.starts_with("--") && a.contains('x'))
+                });
+                if exec {
+                    self.invocation(r, depth + 1, Stage::default());
+                } else {
+                    let text = r.iter().flatten().cloned().collect::<Vec<_>>().join(" ");
+                    self.shell_text(&text, depth + 1, Stage::default());
+                }
                 return true;
             }
             "at" | "batch" => {
-                if args
+                let from_file = args
                     .iter()
-                    .any(|a| matches!(a.as_deref(), Some("-l" | "-c")))
+                    .any(|a| a.as_deref().is_some_and(|a| a.starts_with("-f")));
+                if !from_file
+                    && args
+                        .iter()
+                        .any(|a| matches!(a.as_deref(), Some("-l" | "-c")))
                 {
                     self.record(Verdict::Diagnostic, "at-list", "lists scheduled jobs");
                 } else if stage.piped || stage.stdin_redirected {
@@ -1777,6 +1886,20 @@ impl Walker<'_> {
         depth: u32,
         stage: Stage,
     ) -> bool {
+        // env -S reads escapes of its own: `\_` is a space, `\t` a tab, `\n` a newline.
+        let unescaped;
+        let arg = match arg {
+            Some(Some(t)) if program == "env" && t.contains('\\') => {
+                unescaped = Some(
+                    t.replace("\\_", " ")
+                        .replace("\\t", "\t")
+                        .replace("\\n", "\n")
+                        .replace("\\c", "\n"),
+                );
+                Some(&unescaped)
+            }
+            other => other,
+        };
         match arg {
             Some(Some(text)) => self.shell_text(
                 text,
@@ -1875,6 +1998,9 @@ impl Walker<'_> {
                             if self.dangerous_variable(a) {
                                 return true;
                             }
+                            if program == "export" && !a.starts_with('-') {
+                                self.environment_for_command(a);
+                            }
                         }
                         None => {
                             self.block(
@@ -1969,6 +2095,11 @@ impl Walker<'_> {
                         .collect::<Vec<_>>()
                         .join(" ");
                     self.record(Verdict::Allowed, "ssh", "runs a command on another host");
+                    if (stage.piped && !stage.trivial_input) || stage.stdin_redirected {
+                        self.exfiltration(
+                            "ssh sends its standard input, fed from another command or a file, to another host".into(),
+                        );
+                    }
                     self.shell_text(&text, depth + 1, Stage::default());
                 }
                 true
@@ -2273,6 +2404,20 @@ impl Walker<'_> {
                 .collect();
             self.rules_only(&argv);
         }
+        for (k, a) in sub_rest.iter().enumerate() {
+            match a.as_deref() {
+                Some("--env-file") => self.check_secret(
+                    program,
+                    sub_rest.get(k + 1).and_then(|x| x.as_deref()),
+                    false,
+                    true,
+                ),
+                Some(o) if o.starts_with("--env-file=") => {
+                    self.check_secret(program, Some(&o[11..]), false, true)
+                }
+                _ => {}
+            }
+        }
         if sub_rest
             .iter()
             .any(|a| matches!(a.as_deref(), Some("--privileged")))
@@ -2369,11 +2514,23 @@ impl Walker<'_> {
         let mut i = 0;
         while i < args.len() {
             match args[i].as_deref() {
-                Some("-exec" | "-execdir" | "-ok" | "-okdir") => {
+                Some(action @ ("-exec" | "-execdir" | "-ok" | "-okdir")) => {
+                    // `;` ends it, and `+` only right after `{}`.
                     let end = args[i + 1..]
                         .iter()
-                        .position(|a| matches!(a.as_deref(), Some(";" | "+")))
+                        .enumerate()
+                        .position(|(k, a)| {
+                            a.as_deref() == Some(";")
+                                || (a.as_deref() == Some("+")
+                                    && k > 0
+                                    && args[i + k].as_deref() == Some("{}"))
+                        })
                         .map_or(args.len(), |p| i + 1 + p);
+                    if action.ends_with("dir") {
+                        // It runs in the found file's folder: relative paths are there.
+                        self.cwd_moved = true;
+                        self.cwd_untrusted = true;
+                    }
                     let inner: Vec<Arg> = args[i + 1..end]
                         .iter()
                         .map(|a| match (a, &found) {
@@ -2519,7 +2676,7 @@ fn ps_shows_environment(args: &[Option<&str>]) -> bool {
             return true;
         }
         // BSD options that take the next word (a format, a sort key, ids).
-        if bsd && a.contains(['o', 'O', 'k', 'p', 't', 'U', 'G', 'g']) {
+        if bsd && a.ends_with(['o', 'O', 'k', 'p', 't', 'U']) {
             skip_next = true;
         }
         if a.starts_with('-')
