@@ -92,6 +92,9 @@ pub struct ProgramSpec {
     pub accepted: Vec<OptSpec>,
     #[serde(skip)]
     pub grammar: Grammar,
+    /// Options whose value is a file it reads (`=@` in its list or any rule's list).
+    #[serde(skip)]
+    pub read_file_options: std::collections::BTreeSet<String>,
 }
 
 impl ProgramSpec {
@@ -289,6 +292,9 @@ impl Policy {
             spec.grammar.style = spec.style;
             for o in &spec.accepted {
                 spec.grammar.add(&o.name, o.arity);
+                if o.constraint == options::Constraint::ReadFile {
+                    spec.read_file_options.insert(o.name.clone());
+                }
             }
             for o in &spec.options_with_values {
                 spec.grammar.add(o, Arity::Value);
@@ -303,6 +309,9 @@ impl Policy {
                         .or_default();
                     for o in &accepted {
                         spec.grammar.add(&o.name, o.arity);
+                        if o.constraint == options::Constraint::ReadFile {
+                            spec.read_file_options.insert(o.name.clone());
+                        }
                     }
                 }
                 rule.accepted = Some(accepted);
@@ -439,8 +448,9 @@ fn compile(entries: &[String]) -> Result<Vec<OptSpec>, String> {
 pub struct Invocation<'a> {
     /// The program's name (the last path segment).
     pub program: &'a str,
-    /// The program as written (`/opt/x/svc.sh`): configured rules that name a path
-    /// match it exactly, so `svc.sh` elsewhere does not pass for the one allowed.
+    /// The program as written (`/opt/x/svc.sh`; `new` sets the name, the walk the
+    /// path): configured rules that name a path match it exactly, so `svc.sh`
+    /// elsewhere does not pass for the one allowed.
     pub path: &'a str,
     /// Options as written (words starting with `-`, before `--`), with the value that
     /// follows an option known to take one: what `any_flag`/`no_flag` look at.

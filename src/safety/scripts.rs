@@ -124,11 +124,17 @@ pub fn sed(script: &str) -> Result<SedEffects, String> {
                     return Err("unbalanced } in sed script".into());
                 }
             }
-            '#' | 'a' | 'i' | 'c' => {
-                // Comments and text: to the end of the line, `\` continuing it.
+            '#' => {
+                // A comment ends at the newline, whatever comes before it.
+                to_eol(&mut i);
+            }
+            'a' | 'i' | 'c' => {
+                // Text to the end of the line; an odd number of trailing backslashes
+                // continues it (`\\` is a literal backslash).
                 loop {
                     let line = to_eol(&mut i);
-                    if line.ends_with('\\') && i < c.len() {
+                    let trailing = line.chars().rev().take_while(|&ch| ch == '\\').count();
+                    if trailing % 2 == 1 && i < c.len() {
                         i += 1;
                         continue;
                     }
@@ -247,6 +253,10 @@ enum AwkTok {
 fn awk_tokens(src: &str) -> Result<Vec<AwkTok>, String> {
     let c: Vec<char> = src.chars().collect();
     let mut out: Vec<AwkTok> = Vec::new();
+    // Parentheses opened right after `if`, `while` or `for`: after the matching `)` a
+    // statement starts, so a `/` there begins a regex.
+    let mut cond_parens: Vec<bool> = Vec::new();
+    let mut statement_starts = false;
     let mut i = 0;
     while i < c.len() {
         let ch = c[i];
@@ -304,7 +314,7 @@ fn awk_tokens(src: &str) -> Result<Vec<AwkTok>, String> {
                 ) || matches!(
                     out.last(),
                     Some(AwkTok::Str(_) | AwkTok::Num | AwkTok::Regex)
-                ) || matches!(out.last(), Some(AwkTok::Op(o)) if o == ")" || o == "]" || o == "$" || o == "++" || o == "--");
+                ) || matches!(out.last(), Some(AwkTok::Op(o)) if (o == ")" && !statement_starts) || o == "]" || o == "++" || o == "--");
                 if operand_before {
                     out.push(AwkTok::Op("/".into()));
                     i += 1;
@@ -363,6 +373,12 @@ fn awk_tokens(src: &str) -> Result<Vec<AwkTok>, String> {
                     ch.to_string()
                 };
                 i += op.chars().count();
+                statement_starts = false;
+                if op == "(" {
+                    cond_parens.push(matches!(out.last(), Some(AwkTok::Word(w)) if w == "if" || w == "while" || w == "for"));
+                } else if op == ")" {
+                    statement_starts = cond_parens.pop().unwrap_or(false);
+                }
                 out.push(AwkTok::Op(op));
             }
         }
@@ -493,6 +509,8 @@ mod tests {
             assert_eq!(fx, SedEffects::default(), "{s}");
         }
         let exec = [
+            "# c\\\ne id",
+            "1a foo\\\\\ne id",
             "v 4.2 e id",
             "t x e id",
             ":a e id",
@@ -542,6 +560,8 @@ mod tests {
             );
         }
         for ex in [
+            "BEGIN{ x = $/\"/; system(\"id\") #\"\n}",
+            "BEGIN{ if (1) /\"/; system(\"id\") #\"\n}",
             "BEGIN { print /#/; system(\"id\") }",
             "function f() { return /#/ } BEGIN { system(\"id\") }",
             "BEGIN {system(\"id\")}",

@@ -1255,9 +1255,7 @@ impl Walker<'_> {
             }
             // Option values that are files it reads.
             for o in &inv.opts {
-                let reads_file = spec.accepted.iter().any(|a| {
-                    a.name == o.name && a.constraint == super::options::Constraint::ReadFile
-                });
+                let reads_file = spec.read_file_options.contains(&o.name);
                 if reads_file {
                     for v in &o.values {
                         self.check_secret(program, *v, false, devices);
@@ -1512,16 +1510,28 @@ impl Walker<'_> {
             }
             "time" => {
                 // GNU time writes its report to the file -o names.
+                // (`-o F`, `-oF`, `-ao F`, `--output=F` and its abbreviations `--o=F`.)
                 for (k, a) in args.iter().enumerate() {
-                    match a.as_deref() {
-                        Some("-o" | "--output") => {
-                            self.write_target(args.get(k + 1).and_then(|a| a.as_deref()))
+                    let Some(a) = a.as_deref() else { continue };
+                    if !a.starts_with('-') || a == "--" {
+                        break;
+                    }
+                    if let Some(long) = a.strip_prefix("--") {
+                        let (name, value) = long
+                            .split_once('=')
+                            .map_or((long, None), |(n, v)| (n, Some(v)));
+                        if !name.is_empty() && "output".starts_with(name) {
+                            let v = value.or_else(|| args.get(k + 1).and_then(|x| x.as_deref()));
+                            self.write_target(v);
                         }
-                        Some(o) if o.starts_with("--output=") => self.write_target(Some(&o[9..])),
-                        Some(o) if o.starts_with("-o") && o.len() > 2 => {
-                            self.write_target(Some(&o[2..]))
-                        }
-                        _ => {}
+                    } else if let Some(at) = a.find('o') {
+                        let rest = &a[at + 1..];
+                        let v = if rest.is_empty() {
+                            args.get(k + 1).and_then(|x| x.as_deref())
+                        } else {
+                            Some(rest)
+                        };
+                        self.write_target(v);
                     }
                 }
                 Some(skip_options(args, &["-o", "--output", "-f", "--format"]))
@@ -1751,23 +1761,27 @@ impl Walker<'_> {
                     if !a.starts_with('-') {
                         continue; // the value of the option before
                     }
-                    let file: Option<Option<&str>> = if a.starts_with("--arg") {
-                        Some(match a.split_once('=') {
-                            Some((_, v)) => Some(v),
-                            None => args.get(k + 1).and_then(|x| x.as_deref()),
-                        })
-                    } else if !a.starts_with("--") {
-                        a.find('a').map(|i| {
-                            let rest = &a[i + 1..];
-                            if rest.is_empty() {
-                                args.get(k + 1).and_then(|x| x.as_deref())
-                            } else {
-                                Some(rest)
-                            }
-                        })
-                    } else {
-                        None
-                    };
+                    let long_name = a
+                        .strip_prefix("--")
+                        .map(|l| l.split('=').next().unwrap_or(l));
+                    let file: Option<Option<&str>> =
+                        if long_name.is_some_and(|n| !n.is_empty() && "arg-file".starts_with(n)) {
+                            Some(match a.split_once('=') {
+                                Some((_, v)) => Some(v),
+                                None => args.get(k + 1).and_then(|x| x.as_deref()),
+                            })
+                        } else if !a.starts_with("--") {
+                            a.find('a').map(|i| {
+                                let rest = &a[i + 1..];
+                                if rest.is_empty() {
+                                    args.get(k + 1).and_then(|x| x.as_deref())
+                                } else {
+                                    Some(rest)
+                                }
+                            })
+                        } else {
+                            None
+                        };
                     if let Some(f) = file {
                         self.check_secret("xargs", f, false, true);
                     }
