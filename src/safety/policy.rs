@@ -347,8 +347,8 @@ impl Policy {
         self.programs.get(program).unwrap_or(&NO_SPEC)
     }
 
-    pub fn options_with_values(&self, program: &str) -> Vec<String> {
-        self.spec(program).options_with_values.clone()
+    pub fn options_with_values(&self, program: &str) -> &[String] {
+        &self.spec(program).options_with_values
     }
 
     /// The first rule matching this invocation on `host`. With `trace`, says for each
