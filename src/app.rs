@@ -28,7 +28,8 @@ use crate::learn::library;
 use crate::metrics::Metrics;
 use crate::notify::{Notifications, Pacing};
 use crate::pipeline::maintenance::Maintenance;
-use crate::pipeline::remediate::{NoPlanner, Planner, Remediator};
+use crate::pipeline::plan::{NoPlanner, Planner};
+use crate::pipeline::remediate::Remediator;
 use crate::pipeline::{self, Pipeline, WorkerSettings};
 use crate::runbooks::Runbooks;
 use crate::store::{Backend, SqlStore, Store};
@@ -131,7 +132,8 @@ impl Application {
         let runner = Arc::new(
             CommandRunner::new(&config, executor.clone(), store.clone(), monitor.clone())
                 .map_err(|e| anyhow::anyhow!("safety policy: {e}"))?
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.clone())
+                .with_wake(storage.clone()),
         );
         let expiry = tokio::spawn(expire_approvals(runner.clone(), cancel.clone()));
 
@@ -214,6 +216,7 @@ impl Application {
             pipeline,
             storage.clone(),
             WorkerSettings {
+                replica_id: config.cluster.replica_id(),
                 concurrency: config.worker.concurrency,
                 lease: Duration::from_secs(config.worker.claim_lease_seconds),
                 poll_interval: Duration::from_millis(config.worker.poll_interval_ms),

@@ -117,6 +117,7 @@ pub struct Config {
     pub rules: RulesConfig,
     pub worker: WorkerConfig,
     pub monitor: MonitorConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -611,6 +612,31 @@ pub struct HintRule {
 pub struct CascadeRule {
     pub root: String,
     pub suppresses: Vec<String>,
+}
+
+/// Several replicas on one PostgreSQL database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Names this replica in what it claims (`alert_events.claimed_by`). Empty: the
+    /// host name and process id.
+    pub replica_id: String,
+}
+
+impl ClusterConfig {
+    /// The configured id, or `<host name>-<pid>`.
+    pub fn replica_id(&self) -> String {
+        if !self.replica_id.trim().is_empty() {
+            return self.replica_id.trim().to_owned();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "jarvis".into());
+        format!("{host}-{}", std::process::id())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ use crate::integrations::loki::Loki;
 use crate::integrations::prometheus::Prometheus;
 use crate::metrics::Metrics;
 use crate::notify::{Kind, Message, Notifications};
-use crate::pipeline::remediate::{Plan, PlanContext, PlanSource, Planner};
+use crate::pipeline::plan::{Plan, PlanContext, PlanSource, Planner};
 use crate::runbooks::Runbooks;
 use crate::store::{FeedbackRow, LlmUsageRow, RemediationFilter, Store};
 use llm::{ChatRequest, ChatResponse, LlmError, LlmProvider, Retry, ToolSpec, Turn, Usage};

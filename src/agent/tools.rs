@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 use super::llm::{ToolCall, ToolResult, ToolSpec};
 use super::prompt::{budget, fence, redact};
 use crate::config::HostConfig;
-use crate::exec::runner::{CommandRunner, RunOutcome, RunRequest};
+use crate::exec::runner::{CommandRunner, RunRequest};
 use crate::integrations::loki::{Loki, logql_string};
 use crate::integrations::prometheus::Prometheus;
-use crate::pipeline::remediate::{RanCommand, RanOutcome};
+use crate::pipeline::plan::RanCommand;
+use crate::pipeline::step::{Refusal, StepOutcome};
 use crate::runbooks::Runbooks;
 use crate::safety::{Context, Source, Verdict};
 
@@ -277,27 +278,25 @@ impl ToolBox {
             })
             .await
             .map_err(|e| e.to_string())?;
-        let record = |outcome: RanOutcome| RanCommand {
+        // One mapping of the runner's outcome, shared with the pipeline; the model is
+        // told the same thing the pipeline records.
+        let mut step = StepOutcome::from(outcome);
+        if let StepOutcome::Completed { output, stderr, .. } = &mut step {
+            *output = self.redact(output);
+            *stderr = self.redact(stderr);
+        }
+        state.ran.push(RanCommand {
             host: Some(host.to_owned()),
             command: command.to_owned(),
-            outcome,
-        };
-        match outcome {
-            RunOutcome::Completed {
-                judgement,
+            outcome: step.clone(),
+        });
+        match step {
+            StepOutcome::Completed {
                 exit_code,
-                stdout,
-                stderr,
                 timed_out,
+                output,
                 ..
             } => {
-                let output = format!("{stdout}{stderr}");
-                state.ran.push(record(RanOutcome::Completed {
-                    diagnostic: judgement.verdict == Verdict::Diagnostic,
-                    exit_code,
-                    timed_out,
-                    output: self.redact(&output),
-                }));
                 let status = if timed_out {
                     "timed out".to_owned()
                 } else {
@@ -311,46 +310,29 @@ impl ToolBox {
                     self.outside("command output", &output)
                 ))
             }
-            RunOutcome::AwaitingApproval {
+            StepOutcome::AwaitingApproval {
                 approval_id,
-                judgement,
-            } => {
-                state.ran.push(record(RanOutcome::AwaitingApproval {
-                    approval_id: approval_id.clone(),
-                    reason: judgement.reason.clone(),
-                }));
-                Ok(format!(
-                    "not run yet: it needs a person's approval ({}; approval {approval_id}). Do not repeat it. If it is the fix, finish with complete_remediation; Jarvis runs it once approved and then verifies.",
-                    judgement.reason
-                ))
-            }
-            RunOutcome::Blocked { judgement } => {
-                state.ran.push(record(RanOutcome::NotRun {
-                    reason: format!("blocked: {}", judgement.reason),
-                }));
-                Err(format!(
-                    "blocked by the safety gate ({}): {}. Do not rephrase it; choose a safer approach or escalate.",
-                    judgement.rule, judgement.reason
-                ))
-            }
-            RunOutcome::RateLimited {
-                action,
-                retry_after_seconds,
-                ..
-            } => Err(format!(
-                "not run: rate limit for {action}; retry in {retry_after_seconds}s, or escalate"
+                reason,
+            } => Ok(format!(
+                "not run yet: it needs a person's approval ({reason}; approval {approval_id}). Do not repeat it. If it is the fix, finish with complete_remediation; Jarvis runs it once approved and then verifies."
             )),
-            RunOutcome::CircuitOpen {
-                action,
-                retry_after_seconds,
-                ..
+            StepOutcome::Refused {
+                refusal: Refusal::Blocked,
+                why,
             } => Err(format!(
-                "not run: {action} kept failing on this host (circuit open for {retry_after_seconds}s); escalate"
+                "{why}. Do not rephrase it; choose a safer approach or escalate."
             )),
-            RunOutcome::HostOffline { .. } => Err(format!(
+            StepOutcome::Refused {
+                refusal: Refusal::RateLimited,
+                why,
+            } => Err(format!("not run: {why}, or escalate")),
+            StepOutcome::Refused { why, .. } => Err(format!("not run: {why}; escalate")),
+            StepOutcome::HostOffline => Err(format!(
                 "not run: {host} is offline (SSH unreachable); escalate"
             )),
-            RunOutcome::Failed { error, .. } => Err(format!("could not run: {error}")),
+            StepOutcome::Approved { .. } | StepOutcome::NotApproved { .. } => {
+                unreachable!("the runner never decides approvals for a submitted command")
+            }
         }
     }
 

@@ -128,13 +128,16 @@ impl AlertStatus {
 }
 
 /// Where an alert event is in its life (INTERFACE §3 "Alert states").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Received,
     Deduplicated,
     Suppressed,
     Remediating,
     AwaitingApproval,
+    /// Parked until a root cause arrives or a dependency's remediation ends.
+    WaitingDependency,
     Verifying,
     Resolved,
     Failed,
@@ -142,12 +145,13 @@ pub enum AlertState {
 }
 
 impl AlertState {
-    pub const ALL: [AlertState; 9] = [
+    pub const ALL: [AlertState; 10] = [
         Self::Received,
         Self::Deduplicated,
         Self::Suppressed,
         Self::Remediating,
         Self::AwaitingApproval,
+        Self::WaitingDependency,
         Self::Verifying,
         Self::Resolved,
         Self::Failed,
@@ -161,6 +165,7 @@ impl AlertState {
             Self::Suppressed => "suppressed",
             Self::Remediating => "remediating",
             Self::AwaitingApproval => "awaiting_approval",
+            Self::WaitingDependency => "waiting_dependency",
             Self::Verifying => "verifying",
             Self::Resolved => "resolved",
             Self::Failed => "failed",

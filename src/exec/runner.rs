@@ -143,6 +143,8 @@ pub struct CommandRunner {
     target_locks: Mutex<HashMap<HostTarget, Arc<tokio::sync::Mutex<()>>>>,
     /// `jarvis_commands_total{verdict,source}`, when the service has metrics.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Pokes the worker when a decision wakes a parked alert.
+    wake: Option<Arc<crate::intake::StorageStatus>>,
 }
 
 /// SHA-256 of host and command: what an approval promises to run.
@@ -182,6 +184,7 @@ impl CommandRunner {
             breakers: Mutex::new(HashMap::new()),
             target_locks: Mutex::new(HashMap::new()),
             metrics: None,
+            wake: None,
         })
     }
 
@@ -189,6 +192,31 @@ impl CommandRunner {
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Decisions wake the alert parked on them through `status` (the worker listens).
+    pub fn with_wake(mut self, status: Arc<crate::intake::StorageStatus>) -> Self {
+        self.wake = Some(status);
+        self
+    }
+
+    /// The alert parked on approval `a` may go on: make it due now and tell the
+    /// worker (any replica's worker finds it due at its next poll).
+    async fn wake_for(&self, a: &ApprovalRow) {
+        let Some(event) = &a.alert_event_id else {
+            return;
+        };
+        match self.store.wake_alert_event(event, now_ms()).await {
+            Ok(true) => {
+                if let Some(s) = &self.wake {
+                    s.new_events.notify_waiters();
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, approval = %a.id, "Cannot wake the alert waiting for this approval; it resumes when its wait ends.")
+            }
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -395,6 +423,7 @@ impl CommandRunner {
             )
             .await?;
             let a = self.store.get_approval(id).await?.unwrap_or(a);
+            self.wake_for(&a).await;
             return Ok((a, RunOutcome::Blocked { judgement: j }));
         }
         let detail = format!("approval {id}");
@@ -428,6 +457,7 @@ impl CommandRunner {
         };
         self.store.finish_approval(id, code, &text).await?;
         let a = self.store.get_approval(id).await?.unwrap_or(a);
+        self.wake_for(&a).await;
         Ok((a, outcome))
     }
 
@@ -444,7 +474,9 @@ impl CommandRunner {
             format!("approval {id}"),
         )
         .await?;
-        Ok(self.store.get_approval(id).await?.unwrap_or(a))
+        let a = self.store.get_approval(id).await?.unwrap_or(a);
+        self.wake_for(&a).await;
+        Ok(a)
     }
 
     /// Moves a pending approval to `status` (once: a lost race is an error, and nothing
@@ -485,6 +517,7 @@ impl CommandRunner {
                 format!("approval {} expired undecided", a.id),
             ))
             .await;
+            self.wake_for(a).await;
         }
         Ok(expired.len())
     }

@@ -4,3 +4,4 @@
 
 pub mod library;
 pub mod patterns;
+pub mod record;

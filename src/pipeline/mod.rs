@@ -18,9 +18,14 @@ use crate::domain::ids::{new_id, now_ms};
 use crate::intake::StorageStatus;
 use crate::store::{AlertEventRow, Store};
 
+mod attempt;
+pub mod correlate;
 pub mod hints;
 pub mod maintenance;
+mod outcome;
+pub mod plan;
 pub mod remediate;
+pub mod step;
 pub mod triage;
 pub mod verify;
 
@@ -29,6 +34,49 @@ pub mod verify;
 pub struct Disposition {
     pub state: AlertState,
     pub reason: Option<String>,
+    /// Not finished: parked until `resume_at` (or woken earlier), its claim released,
+    /// so no worker slot waits for a person, a dependency or a verification.
+    pub park: Option<Park>,
+}
+
+impl Disposition {
+    pub fn done(state: AlertState, reason: impl Into<String>) -> Self {
+        Self {
+            state,
+            reason: Some(reason.into()),
+            park: None,
+        }
+    }
+
+    pub fn parked(state: AlertState, reason: impl Into<String>, park: Park) -> Self {
+        Self {
+            state,
+            reason: Some(reason.into()),
+            park: Some(park),
+        }
+    }
+}
+
+/// What a parked event waits for, and until when at the latest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Park {
+    /// Epoch ms; the event is claimable again from then (a decision or a resolved
+    /// notification wakes it earlier).
+    pub resume_at: i64,
+    /// JSON: how to resume (the pipeline's own type).
+    pub waiting: String,
+    /// Wake at once if this approval was decided before the park was stored.
+    pub approval_id: Option<String>,
+}
+
+impl Park {
+    pub fn until(resume_at: i64, waiting: &impl serde::Serialize) -> Self {
+        Self {
+            resume_at,
+            waiting: serde_json::to_string(waiting).expect("waiting state serializes"),
+            approval_id: None,
+        }
+    }
 }
 
 /// What happens to a claimed alert event. The remediation pipeline implements this.
@@ -53,20 +101,20 @@ impl Pipeline for RecordOnly {
             "Alert recorded."
         );
         if event.status == "resolved" {
-            Disposition {
-                state: AlertState::Resolved,
-                reason: Some("resolved by Alertmanager".into()),
-            }
+            Disposition::done(AlertState::Resolved, "resolved by Alertmanager")
         } else {
-            Disposition {
-                state: AlertState::Escalated,
-                reason: Some("no remediation pipeline in this build".into()),
-            }
+            Disposition::done(
+                AlertState::Escalated,
+                "no remediation pipeline in this build",
+            )
         }
     }
 }
 
 pub struct WorkerSettings {
+    /// This replica's id (`[cluster] replica_id`): claims are recorded as
+    /// `<replica id>/<worker nonce>`.
+    pub replica_id: String,
     pub concurrency: u32,
     pub lease: Duration,
     pub poll_interval: Duration,
@@ -84,10 +132,19 @@ pub async fn run_worker(
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) {
-    let owner = format!("worker-{}", new_id());
+    let nonce = new_id();
+    let owner = format!(
+        "{}/{}",
+        settings.replica_id,
+        &nonce[nonce.len().saturating_sub(8)..]
+    );
     let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
     let mut running: JoinSet<()> = JoinSet::new();
     loop {
+        // Listen before claiming, so a wake-up that arrives while claiming is not lost.
+        let notified = status.new_events.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         let free = settings.concurrency as usize - running.len();
         let mut claimed = 0;
         if free > 0 && !shutdown.is_cancelled() {
@@ -115,7 +172,6 @@ pub async fn run_worker(
         if claimed > 0 && running.len() < settings.concurrency as usize {
             continue; // more may be waiting
         }
-        let notified = status.new_events.notified();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(_) = running.join_next(), if !running.is_empty() => {}
@@ -163,10 +219,26 @@ async fn process_one(
     // the restart (or by another replica when the lease runs out).
     let mut delay = Duration::from_millis(100);
     loop {
-        match store
-            .finish_alert_event(&event.id, owner, d.state, d.reason.as_deref(), now_ms())
-            .await
-        {
+        let recorded = match &d.park {
+            None => {
+                store
+                    .finish_alert_event(&event.id, owner, d.state, d.reason.as_deref(), now_ms())
+                    .await
+            }
+            Some(park) => {
+                store
+                    .park_alert_event(
+                        &event.id,
+                        owner,
+                        d.state,
+                        d.reason.as_deref(),
+                        park,
+                        now_ms(),
+                    )
+                    .await
+            }
+        };
+        match recorded {
             Ok(true) => return,
             Ok(false) => {
                 tracing::warn!(id = %event.id, "Claim on alert event lapsed before it was finished; another worker owns it now.");

@@ -2,7 +2,11 @@
 //! exit codes. The original Jarvis counted "not found" as resolved, so any label
 //! mismatch passed as a fix; here an alert never seen firing is `unverifiable`.
 
-use crate::domain::alert::LabelSet;
+use super::attempt::{AttemptEnd, Flow, Running};
+use super::remediate::{Ctx, Remediator, Waiting};
+use super::{Disposition, Park};
+use crate::domain::alert::{AlertState, LabelSet};
+use crate::domain::ids::now_ms;
 use crate::integrations::prometheus::PromAlert;
 
 /// Where the alert is in Prometheus right now.
@@ -42,8 +46,8 @@ pub enum Outcome {
     Unverifiable,
 }
 
-/// Follows the alert across polls.
-#[derive(Debug, Clone, Default)]
+/// Follows the alert across polls (stored with a parked verification).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tracker {
     seen: bool,
 }
@@ -68,6 +72,100 @@ impl Tracker {
         } else {
             Outcome::Unverifiable
         }
+    }
+}
+
+impl Remediator {
+    /// Is the alert firing in Prometheus right now? `None`: cannot tell.
+    pub(super) async fn presence(&self, labels: &LabelSet) -> Option<Presence> {
+        let p = self.prometheus.as_ref()?;
+        match p.alerts().await {
+            Ok(a) => Some(presence(labels, &a)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read alerts from Prometheus.");
+                None
+            }
+        }
+    }
+
+    /// Looks once whether the fix resolved the alert; parks until the next look
+    /// (`poll_interval_seconds`, or sooner when the resolved notification arrives)
+    /// while it cannot tell yet, and ends the attempt once it can.
+    pub(super) async fn verification(
+        &self,
+        ctx: &Ctx<'_>,
+        mut run: Running,
+        since: i64,
+        deadline: i64,
+    ) -> Flow {
+        let now = now_ms();
+        let after = |what: &str| format!("{what} after {}s", (now - since).max(0) / 1000);
+        let decided = if self.resolved_meanwhile(ctx.event).await {
+            Some((Outcome::Resolved, after("resolved (Alertmanager)")))
+        } else if let Some(p) = self.presence(&ctx.labels).await
+            && let Some(o) = run.tracker.observe(p)
+        {
+            Some((o, after("resolved in Prometheus")))
+        } else if now >= deadline {
+            let o = run.tracker.timed_out();
+            let waited = (deadline - since) / 1000;
+            let msg = match o {
+                Outcome::StillFiring => format!("still firing after {waited}s"),
+                _ => format!(
+                    "unverifiable: the alert was never found in Prometheus within {waited}s (do its labels match?)"
+                ),
+            };
+            Some((o, msg))
+        } else {
+            None
+        };
+        let Some((outcome, message)) = decided else {
+            let poll = i64::try_from(self.config.verification.poll_interval_seconds.max(1) * 1000)
+                .unwrap_or(i64::MAX);
+            return Flow::Park(Disposition::parked(
+                AlertState::Verifying,
+                "waiting for the alert to resolve",
+                Park::until(
+                    (now + poll).min(deadline),
+                    &Waiting::Verification {
+                        since,
+                        deadline,
+                        attempt: run,
+                    },
+                ),
+            ));
+        };
+        let Ok(Some(mut row)) = self.store.get_remediation(&run.remediation_id).await else {
+            return Flow::End(
+                AttemptEnd::Failed("the attempt's record cannot be read".into()),
+                Box::new(run),
+            );
+        };
+        row.verification_message = message.clone();
+        let end = match outcome {
+            Outcome::Resolved => {
+                row.success = true;
+                row.verified = true;
+                self.close(ctx, &mut row, &run.plan, "success").await;
+                AttemptEnd::Fixed {
+                    verified: true,
+                    message,
+                }
+            }
+            Outcome::StillFiring => {
+                row.error_message = message.clone();
+                self.close(ctx, &mut row, &run.plan, "failure").await;
+                AttemptEnd::Failed(message)
+            }
+            Outcome::Unverifiable => {
+                self.close(ctx, &mut row, &run.plan, "unverifiable").await;
+                AttemptEnd::Stop {
+                    state: AlertState::Failed,
+                    reason: format!("the fix ran but {message}"),
+                }
+            }
+        };
+        Flow::End(end, Box::new(run))
     }
 }
 

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_remediation"),
     migration!(5, "0005_llm"),
     migration!(6, "0006_approval_explanation"),
+    migration!(7, "0007_parked_events"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

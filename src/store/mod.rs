@@ -72,6 +72,11 @@ pub struct AlertEventRow {
     pub updated_at: i64,
     pub claimed_by: Option<String>,
     pub claim_expires_at: Option<i64>,
+    /// Parked: claimable again from then (epoch ms).
+    pub resume_at: Option<i64>,
+    /// Parked: what the pipeline needs to resume (JSON, the pipeline's own type).
+    #[serde(skip)]
+    pub waiting: Option<String>,
 }
 
 /// A command held for a person's decision.
@@ -159,6 +164,20 @@ pub trait Store: RemediationStore + LlmStore + Send + Sync + 'static {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<AlertEventRow>, StoreError>;
+    /// Parks a claimed event in a non-final `state`: the claim is released and the
+    /// event may be claimed again from `resume_at`, or at once if `approval_id` names
+    /// an approval already decided (a decision that raced the park is not missed).
+    /// `false` if `owner` no longer holds the claim.
+    #[allow(clippy::too_many_arguments)]
+    async fn park_alert_event(
+        &self,
+        id: &str,
+        owner: &str,
+        state: AlertState,
+        reason: Option<&str>,
+        park: &crate::pipeline::Park,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// Moves a claimed event to `state` and releases the claim. `false` if `owner` no
     /// longer held it (the lease ran out and another worker took it over).
     async fn finish_alert_event(
@@ -269,9 +288,94 @@ pub use remediation::{
 
 const EVENT_COLUMNS: &str = "id, fingerprint, status, starts_at, ends_at, alertname, instance, labels, \
      annotations, generator_url, receiver, group_key, state, reason, received_at, updated_at, \
-     claimed_by, claim_expires_at";
+     claimed_by, claim_expires_at, resume_at, waiting";
 
-/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters (16 each).
+/// An event that may be claimed at `$3` (now): not final, not held, due.
+const CLAIMABLE: &str = "state IN ('received', 'remediating', 'awaiting_approval', \
+     'waiting_dependency', 'verifying') AND (claimed_by IS NULL OR claim_expires_at < $3) \
+     AND (resume_at IS NULL OR resume_at <= $3)";
+
+/// A firing event goes only when it is the oldest unfinished firing event of its
+/// fingerprint and no other event of the fingerprint is held (`o` = the others).
+const ALONE: &str = "(alert_events.status = 'resolved' OR NOT EXISTS (SELECT 1 FROM alert_events o \
+     WHERE o.fingerprint = alert_events.fingerprint AND o.id <> alert_events.id AND ( \
+       (o.claimed_by IS NOT NULL AND o.claim_expires_at >= $3) \
+       OR (o.status = 'firing' AND o.state IN ('received', 'remediating', 'awaiting_approval', \
+           'waiting_dependency', 'verifying') \
+           AND (o.received_at < alert_events.received_at \
+                OR (o.received_at = alert_events.received_at AND o.id < alert_events.id))))))";
+
+/// A stable 64-bit key for a fingerprint (PostgreSQL advisory locks): the first 8
+/// bytes of its SHA-256. A collision only makes two fingerprints take turns.
+pub fn fingerprint_lock_key(fingerprint: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(fingerprint.as_bytes());
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// The claim on PostgreSQL, where replicas claim at the same time. Under READ
+/// COMMITTED one statement's snapshot can miss another replica's claim that has not
+/// committed yet, so two replicas could each take a different event of one
+/// fingerprint. So, in one transaction: candidates are locked with `FOR UPDATE SKIP
+/// LOCKED` (replicas never wait on each other's rows); for a firing event a
+/// transaction-scoped advisory lock on its fingerprint is taken (or the event is
+/// skipped until the next poll), and only then is the "alone" condition checked, in a
+/// new statement whose snapshot includes every claim committed before the lock was
+/// granted. A replica that holds the lock has not committed, and one that committed
+/// has released it: either way the second replica cannot also claim.
+async fn claim_postgres(
+    p: &PgPool,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> Result<Vec<AlertEventRow>, StoreError> {
+    let mut tx = p.begin().await?;
+    let candidates: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
+        format!(
+            "SELECT id, fingerprint, status FROM alert_events WHERE {CLAIMABLE} AND {ALONE} \
+         ORDER BY received_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        )
+        .replace("$3", "$2"),
+    ))
+    .bind(i64::from(limit) * 4)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let claim = format!(
+        "UPDATE alert_events SET claimed_by = $1, claim_expires_at = $2 \
+         WHERE id = $4 AND {CLAIMABLE} AND {ALONE} RETURNING {EVENT_COLUMNS}"
+    );
+    let mut rows = Vec::new();
+    for (id, fingerprint, status) in candidates {
+        if rows.len() >= limit as usize {
+            break;
+        }
+        if status == "firing" {
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(fingerprint_lock_key(&fingerprint))
+                .fetch_one(&mut *tx)
+                .await?;
+            if !locked {
+                continue;
+            }
+        }
+        if let Some(row) = sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(claim.clone()))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            rows.push(row);
+        }
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters (20 each).
 const INSERT_CHUNK: usize = 1000;
 
 /// The path part of a `sqlite:` URL, to create its folder; `None` for in-memory.
@@ -422,7 +526,9 @@ impl Store for SqlStore {
                         .push_bind(e.received_at)
                         .push_bind(e.received_at)
                         .push_bind(None::<String>)
-                        .push_bind(None::<i64>);
+                        .push_bind(None::<i64>)
+                        .push_bind(None::<i64>)
+                        .push_bind(None::<String>);
                 });
                 qb.push(" ON CONFLICT DO NOTHING RETURNING id");
                 let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
@@ -461,34 +567,34 @@ impl Store for SqlStore {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<AlertEventRow>, StoreError> {
-        // Any event not yet final can be claimed: one whose owner died mid-remediation
-        // resumes. A firing event waits while another event of the same alert is held
-        // (one fingerprint is worked on at a time, across replicas); resolved ones never
-        // wait, since they are what completes a verification in progress.
-        // The claim condition is repeated outside the subquery so that, on PostgreSQL,
-        // a row another replica claimed meanwhile is re-checked and skipped.
-        let states = remediation::non_final_states();
-        let free = "(claimed_by IS NULL OR claim_expires_at < $3)";
-        let alone = "(status = 'resolved' OR NOT EXISTS (SELECT 1 FROM alert_events o \
-                     WHERE o.fingerprint = alert_events.fingerprint AND o.id <> alert_events.id \
-                     AND o.claimed_by IS NOT NULL AND o.claim_expires_at >= $3))";
+        // Any event not yet final can be claimed once it is due: one whose owner died
+        // mid-remediation resumes; a parked one when its `resume_at` passes or it is
+        // woken. Resolved events never wait (they complete verifications).
+        //
+        // One fingerprint is worked on by one owner at a time, in order: a firing event
+        // is claimable only while it is the oldest unfinished firing event of its
+        // fingerprint and no other event of it is held. SQLite has one writer, so one
+        // statement decides. PostgreSQL needs more (see `claim_postgres`).
         let sql = format!(
             "UPDATE alert_events SET claimed_by = $1, claim_expires_at = $2 \
-             WHERE id IN (SELECT id FROM alert_events WHERE state IN {states} AND {free} AND {alone} \
+             WHERE id IN (SELECT id FROM alert_events WHERE {CLAIMABLE} AND {ALONE} \
                           ORDER BY received_at, id LIMIT $4) \
-               AND state IN {states} AND {free} \
+               AND {CLAIMABLE} \
              RETURNING {EVENT_COLUMNS}"
         );
         let _turn = self.write_turn().await;
-        let mut rows = on_pool!(self, p => {
-            sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(sql))
-                .bind(owner)
-                .bind(now + lease_ms)
-                .bind(now)
-                .bind(i64::from(limit))
-                .fetch_all(p)
-                .await?
-        });
+        let mut rows = match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(owner)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await?
+            }
+            Pool::Postgres(p) => claim_postgres(p, owner, now, lease_ms, limit).await?,
+        };
         rows.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
         Ok(rows)
     }
@@ -505,11 +611,45 @@ impl Store for SqlStore {
         let affected = on_pool!(self, p => {
             sqlx::query(
                 "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
-                 claimed_by = NULL, claim_expires_at = NULL WHERE id = $4 AND claimed_by = $5",
+                 claimed_by = NULL, claim_expires_at = NULL, resume_at = NULL, waiting = NULL \
+                 WHERE id = $4 AND claimed_by = $5",
             )
             .bind(state.as_str())
             .bind(reason)
             .bind(now)
+            .bind(id)
+            .bind(owner)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    async fn park_alert_event(
+        &self,
+        id: &str,
+        owner: &str,
+        state: AlertState,
+        reason: Option<&str>,
+        park: &crate::pipeline::Park,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let affected = on_pool!(self, p => {
+            sqlx::query(
+                "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
+                 claimed_by = NULL, claim_expires_at = NULL, waiting = $4, \
+                 resume_at = CASE WHEN EXISTS (SELECT 1 FROM approvals a WHERE a.id = $5 \
+                     AND a.status <> 'pending') THEN $3 ELSE $6 END \
+                 WHERE id = $7 AND claimed_by = $8",
+            )
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(&park.waiting)
+            .bind(park.approval_id.as_deref())
+            .bind(park.resume_at)
             .bind(id)
             .bind(owner)
             .execute(p)

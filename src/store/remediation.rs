@@ -193,7 +193,14 @@ pub trait RemediationStore: Send + Sync {
     /// what dependency waits look at across processes.
     async fn in_remediation(&self, now: i64) -> Result<Vec<AlertEventRow>, StoreError>;
 
+    /// Wakes a parked event now (an approval was decided). `false` if it was not
+    /// parked (still being worked on, or finished).
+    async fn wake_alert_event(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Wakes the parked firing events of a fingerprint now (its alert resolved).
+    async fn wake_fingerprint(&self, fingerprint: &str, now: i64) -> Result<u64, StoreError>;
+
     async fn insert_remediation(&self, r: &RemediationRow) -> Result<(), StoreError>;
+    async fn get_remediation(&self, id: &str) -> Result<Option<RemediationRow>, StoreError>;
     /// Rewrites the mutable fields of an attempt.
     async fn update_remediation(&self, r: &RemediationRow) -> Result<(), StoreError>;
     /// Newest first.
@@ -292,7 +299,8 @@ pub trait RemediationStore: Send + Sync {
     async fn purge(&self, before: i64) -> Result<Purged, StoreError>;
 }
 
-const NON_FINAL: &str = "('received', 'remediating', 'awaiting_approval', 'verifying')";
+const NON_FINAL: &str =
+    "('received', 'remediating', 'awaiting_approval', 'waiting_dependency', 'verifying')";
 
 #[async_trait]
 impl RemediationStore for SqlStore {
@@ -308,8 +316,8 @@ impl RemediationStore for SqlStore {
         let _turn = self.write_turn().await;
         let n = on_pool!(self, p => {
             sqlx::query(
-                "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, claim_expires_at = $4 \
-                 WHERE id = $5 AND claimed_by = $6",
+                "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, claim_expires_at = $4, \
+                 resume_at = NULL, waiting = NULL WHERE id = $5 AND claimed_by = $6",
             )
             .bind(state.as_str())
             .bind(reason)
@@ -386,13 +394,50 @@ impl RemediationStore for SqlStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM alert_events WHERE status = 'firing' \
              AND state IN ('remediating', 'verifying', 'awaiting_approval') \
-             AND claimed_by IS NOT NULL AND claim_expires_at > $1 \
+             AND ((claimed_by IS NOT NULL AND claim_expires_at > $1) OR waiting IS NOT NULL) \
              ORDER BY received_at LIMIT 500"
         );
         Ok(on_pool!(self, p => {
             sqlx::query_as::<_, AlertEventRow>(sqlx::AssertSqlSafe(sql))
                 .bind(now)
                 .fetch_all(p)
+                .await?
+        }))
+    }
+
+    async fn wake_alert_event(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let n = on_pool!(self, p => {
+            sqlx::query("UPDATE alert_events SET resume_at = $1 WHERE id = $2 AND resume_at > $1")
+                .bind(now)
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn wake_fingerprint(&self, fingerprint: &str, now: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        Ok(on_pool!(self, p => {
+            sqlx::query(
+                "UPDATE alert_events SET resume_at = $1 WHERE fingerprint = $2 \
+                 AND status = 'firing' AND resume_at > $1",
+            )
+            .bind(now)
+            .bind(fingerprint)
+            .execute(p)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    async fn get_remediation(&self, id: &str) -> Result<Option<RemediationRow>, StoreError> {
+        Ok(on_pool!(self, p => {
+            sqlx::query_as::<_, RemediationRow>("SELECT * FROM remediation_log WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
                 .await?
         }))
     }
@@ -1001,9 +1046,4 @@ impl RemediationStore for SqlStore {
         });
         Ok(out)
     }
-}
-
-/// The SQL list of states a claim may pick up (everything not final).
-pub(super) fn non_final_states() -> &'static str {
-    NON_FINAL
 }

@@ -334,6 +334,10 @@ fn alert_json(r: AlertEventRow) -> Value {
         "generator_url": r.generator_url,
         "receiver": r.receiver,
         "group_key": r.group_key,
+        // Which replica's worker holds it now (`<replica id>/<worker>`), if any.
+        "claimed_by": r.claimed_by,
+        // Parked: when it is looked at again at the latest.
+        "resume_at": r.resume_at.map(crate::domain::time::rfc3339),
     })
 }
 

@@ -513,8 +513,11 @@ mod crash_resume {
         d.app.stop().await;
     }
 
+    /// Issue 11 §1: an alert waiting for a person is parked, not held by a worker, so
+    /// a restart changes nothing: the same approval still holds, and approving it
+    /// after the restart runs the fix once and verifies it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_approval_asked_before_the_crash_is_superseded() {
+    async fn an_approval_asked_before_a_restart_still_holds_after_it() {
         let Some(d) = Drill::start(
             |svc| {
                 let s = svc.script().display().to_string();
@@ -540,37 +543,33 @@ mod crash_resume {
         )
         .await;
         let (_, before) = d.app.get("/approvals?status=pending").await;
-        let old = before["approvals"][0]["id"].as_str().unwrap().to_owned();
+        let id = before["approvals"][0]["id"].as_str().unwrap().to_owned();
         let d = d.restart(|_| {}).await;
-        let new = eventually(
-            "a fresh approval is asked",
-            Duration::from_secs(30),
-            || async {
-                let (_, pending) = d.app.get("/approvals?status=pending").await;
-                pending["approvals"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|a| a["id"].as_str().unwrap().to_owned())
-                    .find(|id| *id != old)
-            },
-        )
-        .await;
-        let (_, superseded) = d.app.get("/approvals?status=superseded").await;
-        assert_eq!(superseded["approvals"][0]["id"], old, "{superseded}");
-        // Approving the stale request does nothing; the fresh one runs the fix.
-        let (code, _) = d
-            .app
-            .api_post(&format!("/approvals/{old}/approve"), "{\"by\": \"jordan\"}")
-            .await;
-        assert_ne!(code, 200);
+        // Parked: nobody holds it, and the restarted Jarvis leaves it waiting.
+        let (_, events) = d.app.get("/alerts?alertname=DrillServiceDown").await;
+        let parked = events["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["status"] == "firing")
+            .unwrap()
+            .clone();
+        assert_eq!(parked["state"], "awaiting_approval", "{parked}");
+        assert!(parked["claimed_by"].is_null(), "{parked}");
+        assert!(parked["resume_at"].is_string(), "{parked}");
         let (code, body) = d
             .app
-            .api_post(&format!("/approvals/{new}/approve"), "{\"by\": \"jordan\"}")
+            .api_post(&format!("/approvals/{id}/approve"), "{\"by\": \"jordan\"}")
             .await;
         assert_eq!(code, 200, "{body}");
         let fixed = d.successful_fix(Duration::from_secs(60)).await;
         assert_eq!(fixed["verified"], true);
+        let (_, all) = d.app.get("/approvals").await;
+        assert_eq!(all["count"], 1, "one approval, asked once: {all}");
+        let event = d
+            .final_event("DrillServiceDown", Duration::from_secs(30))
+            .await;
+        assert_eq!(event["state"], "resolved", "{event}");
         d.app.stop().await;
     }
 }

@@ -112,6 +112,7 @@ impl Pipeline for Counting {
         Disposition {
             state: AlertState::Resolved,
             reason: None,
+            park: None,
         }
     }
 }

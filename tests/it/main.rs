@@ -7,9 +7,11 @@ mod real_alertmanager;
 
 mod agent;
 mod approvals;
+mod claims;
 mod cli;
 mod drills;
 mod durability;
+mod parking;
 mod ssh;
 mod store;
 mod webhook;
