@@ -36,8 +36,10 @@ impl Pipeline for Spans {
     async fn process(&self, event: &AlertEventRow) -> Disposition {
         let start = Instant::now();
         // Long enough for other workers to try the same fingerprint meanwhile.
-        tokio::time::sleep(Duration::from_millis(3 + start.elapsed().subsec_nanos() as u64 % 7))
-            .await;
+        tokio::time::sleep(Duration::from_millis(
+            3 + start.elapsed().subsec_nanos() as u64 % 7,
+        ))
+        .await;
         self.spans.lock().unwrap().push(Span {
             fingerprint: event.fingerprint.clone(),
             event: event.id.clone(),
@@ -49,11 +51,12 @@ impl Pipeline for Spans {
     }
 }
 
-/// `fingerprints` alerts, each fired `refires` times (distinct `startsAt`).
+/// `fingerprints` alerts, each fired `refires` times (distinct `startsAt`), the
+/// re-fires of one alert side by side so that one claim sees several of them.
 fn refires(fingerprints: usize, refires: usize) -> Vec<Value> {
-    (0..refires)
-        .flat_map(|r| {
-            (0..fingerprints).map(move |f| {
+    (0..fingerprints)
+        .flat_map(|f| {
+            (0..refires).map(move |r| {
                 json!({
                     "status": "firing",
                     "labels": {"alertname": format!("Refire{f}"), "instance": "host:9100"},
