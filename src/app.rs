@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::agent::{self, Agent, AgentParts, LlmHealth};
 use crate::config::Config;
@@ -50,6 +51,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     tasks: Vec<JoinHandle<()>>,
+    /// Tasks started on the way (seeding, escalation reviews).
+    background: TaskTracker,
     writer: JoinHandle<()>,
     cancel: CancellationToken,
     grace: Duration,
@@ -165,6 +168,8 @@ impl Application {
         );
         let llm_health = LlmHealth::default();
         let config = Arc::new(config);
+        // Tasks spawned along the way (seeding, escalation reviews): joined at shutdown.
+        let background = TaskTracker::new();
         let pipeline: Arc<dyn Pipeline> = if let Work::Custom(p) = work {
             p
         } else {
@@ -197,18 +202,21 @@ impl Application {
                 let n = library::seed(&*store, now_ms()).await?;
                 tracing::debug!(patterns = n, "Pattern library seeded.");
             } else {
-                tokio::spawn(seed_when_ready(store.clone(), cancel.clone()));
+                background.spawn(seed_when_ready(store.clone(), cancel.clone()));
             }
-            Arc::new(Remediator::new(
-                config.clone(),
-                store.clone(),
-                runner.clone(),
-                monitor.clone(),
-                maintenance.clone(),
-                notify.clone(),
-                metrics.clone(),
-                planner,
-            )?)
+            Arc::new(
+                Remediator::new(
+                    config.clone(),
+                    store.clone(),
+                    runner.clone(),
+                    monitor.clone(),
+                    maintenance.clone(),
+                    notify.clone(),
+                    metrics.clone(),
+                    planner,
+                )?
+                .with_background(background.clone()),
+            )
         };
 
         let worker = tokio::spawn(pipeline::run_worker(
@@ -261,6 +269,7 @@ impl Application {
                 retention,
                 runbook_watch,
             ],
+            background,
             writer,
             cancel,
             grace,
@@ -283,6 +292,7 @@ impl Application {
             listener,
             state,
             tasks,
+            background,
             writer,
             cancel,
             grace,
@@ -312,6 +322,16 @@ impl Application {
         let _ = writer.await;
         for t in tasks {
             let _ = t.await;
+        }
+        background.close();
+        if tokio::time::timeout(grace, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = background.len(),
+                "Background work (escalation reviews) still running after the grace period; abandoning it."
+            );
         }
         store.close().await;
         tracing::info!("Stopped.");

@@ -115,7 +115,8 @@ impl Remediator {
             ctx.event.alertname.clone(),
             reason.clone(),
         );
-        tokio::spawn(async move { planner.after_escalation(&id, &name, &why).await });
+        self.background
+            .spawn(async move { planner.after_escalation(&id, &name, &why).await });
         Disposition::done(state, reason)
     }
 

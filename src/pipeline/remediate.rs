@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
 
 use super::attempt::{AttemptEnd, Flow, Running};
 use super::maintenance::Maintenance;
@@ -71,6 +72,8 @@ pub struct Remediator {
     pub(super) metrics: Arc<Metrics>,
     pub(super) planner: Arc<dyn Planner>,
     lease: Duration,
+    /// Work started in the background (escalation reviews): shutdown waits for it.
+    pub(super) background: TaskTracker,
     /// Fingerprint → its lock: one event per fingerprint at a time in this process
     /// (the claim already ensures it across replicas).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -118,8 +121,16 @@ impl Remediator {
             notify,
             metrics,
             planner,
+            background: TaskTracker::new(),
             locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Spawns background work on `tracker`, which the application closes and waits
+    /// for at shutdown.
+    pub fn with_background(mut self, tracker: TaskTracker) -> Self {
+        self.background = tracker;
+        self
     }
 
     fn lock_for(&self, fingerprint: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -331,3 +331,54 @@ async fn dependents_wait_for_a_root_another_replica_is_remediating() {
     .await;
     app.stop().await;
 }
+
+/// A planner with nothing to propose whose escalation review takes a while.
+#[derive(Default)]
+struct SlowReview {
+    reviewed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl jarvis::pipeline::plan::Planner for SlowReview {
+    fn name(&self) -> &'static str {
+        "slow-review"
+    }
+    async fn plan(
+        &self,
+        _ctx: &jarvis::pipeline::plan::PlanContext<'_>,
+    ) -> Result<Option<jarvis::pipeline::plan::Plan>, String> {
+        Ok(None)
+    }
+    async fn after_escalation(&self, _event_id: &str, _alert_name: &str, _reason: &str) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.reviewed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Issue 11 §8: shutdown joins what the pipeline started in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_an_escalation_review_in_progress() {
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let planner = Arc::new(SlowReview::default());
+    let app =
+        TestApp::start_work(env.config(), jarvis::app::Work::Remediate(planner.clone())).await;
+    assert_eq!(
+        app.post_webhook(&payload(&["NoFixKnown"])).await.0,
+        StatusCode::OK
+    );
+    eventually(
+        "the alert is escalated",
+        Duration::from_secs(20),
+        || async { app.alerts("&state=escalated").await.into_iter().next() },
+    )
+    .await;
+    assert!(
+        !planner.reviewed.load(Ordering::SeqCst),
+        "the review is still running"
+    );
+    app.stop().await;
+    assert!(
+        planner.reviewed.load(Ordering::SeqCst),
+        "stop returned before the review finished"
+    );
+}
