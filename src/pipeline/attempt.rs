@@ -52,8 +52,9 @@ pub enum AttemptEnd {
 
 /// Where an attempt is after running as far as it can now.
 pub enum Flow {
-    /// Parked; the worker stores this and frees its slot.
-    Park(Disposition),
+    /// The event leaves the worker with this disposition: parked (its slot is freed
+    /// and it resumes later) or done.
+    Leave(Disposition),
     End(AttemptEnd, Box<Running>),
 }
 
@@ -327,7 +328,7 @@ impl Remediator {
             },
         );
         park.approval_id = Some(approval_id);
-        Flow::Park(Disposition::parked(
+        Flow::Leave(Disposition::parked(
             AlertState::AwaitingApproval,
             reason,
             park,
@@ -361,7 +362,8 @@ impl Remediator {
             .unwrap_or(i64::MAX);
         let outcome = match approval_step(approval_id, approval.as_ref(), now, grace) {
             Ok(o) => o,
-            // Not decided. If the alert resolved meanwhile, the fix is not needed.
+            // Not decided. If the alert resolved meanwhile, the fix is not needed: the
+            // attempt ends without counting, teaching or escalating anything.
             Err(resume_at) => {
                 if self.resolved_meanwhile(ctx.event).await
                     && let Ok(true) = self
@@ -369,20 +371,21 @@ impl Remediator {
                         .decide_approval(approval_id, "superseded", "jarvis", now)
                         .await
                 {
-                    StepOutcome::NotApproved {
-                        why: format!(
-                            "the alert resolved before approval {approval_id} was decided"
-                        ),
+                    if let Ok(Some(mut row)) = self.store.get_remediation(&run.remediation_id).await
+                    {
+                        row.counts_as_attempt = false;
+                        row.error_message =
+                            format!("resolved before approval {approval_id} was decided");
+                        self.close(ctx, &mut row, &run.plan, "superseded").await;
                     }
-                } else {
-                    return self.park_approval(
-                        run,
-                        approval_id.into(),
-                        command.into(),
-                        by,
-                        resume_at,
-                    );
+                    return Flow::Leave(Disposition::done(
+                        AlertState::Resolved,
+                        format!(
+                            "resolved by Alertmanager before approval {approval_id} was decided; nothing ran"
+                        ),
+                    ));
                 }
+                return self.park_approval(run, approval_id.into(), command.into(), by, resume_at);
             }
         };
         self.set_state(ctx, AlertState::Remediating, "approval decided")
@@ -472,6 +475,10 @@ impl Remediator {
         plan: &Plan,
         status: &str,
     ) {
+        if row.finished_at.is_some() {
+            // Closed before a crash cut the rest short: learn from it only once.
+            return;
+        }
         let now = now_ms();
         row.status = status.into();
         row.finished_at = Some(now);

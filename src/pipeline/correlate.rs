@@ -155,7 +155,8 @@ impl Remediator {
 
     /// Alerts a root cause could explain wait for it to arrive (it may come in another
     /// webhook) and, for dependencies, for its remediation to finish. `Some` parks the
-    /// event; `None` goes on. `since` is when an earlier wait began.
+    /// event; `None` goes on. `since` is when an earlier wait on a dependency began
+    /// (the settle window before it does not count).
     pub(super) async fn settle(&self, ctx: &Ctx<'_>, since: Option<i64>) -> Option<Disposition> {
         let rules = &self.config.rules;
         let deps: Vec<String> = triage::service_of(&ctx.labels)
@@ -181,11 +182,12 @@ impl Remediator {
             limit_ms: i64::try_from(limit_s * 1000).unwrap_or(i64::MAX),
             dependency_active: root.is_some(),
         };
-        let (until, reason) = match wait(&facts, now) {
+        let (until, reason, since) = match wait(&facts, now) {
             Wait::No => return None,
             Wait::Settle { until } => (
                 until,
                 "waiting for a root cause that could explain it".to_owned(),
+                None,
             ),
             Wait::Dependency { until } => {
                 let (fp, name) = root.expect("a dependency is active");
@@ -201,18 +203,14 @@ impl Remediator {
                 (
                     until,
                     format!("waiting for {name} (a dependency) to be remediated"),
+                    Some(since.unwrap_or(now)),
                 )
             }
         };
         Some(Disposition::parked(
             AlertState::WaitingDependency,
             reason,
-            Park::until(
-                until,
-                &Waiting::Dependency {
-                    since: since.unwrap_or(now),
-                },
-            ),
+            Park::until(until, &Waiting::Dependency { since }),
         ))
     }
 

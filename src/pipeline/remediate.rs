@@ -44,8 +44,9 @@ pub use super::plan::{NoPlanner, Plan, PlanContext, PlanSource, RanCommand};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "for", rename_all = "snake_case")]
 pub enum Waiting {
-    /// A root cause that could explain the alert, or a dependency's remediation.
-    Dependency { since: i64 },
+    /// A root cause that could explain the alert (`since` none), or a dependency's
+    /// remediation (waited on since `since`).
+    Dependency { since: Option<i64> },
     /// A person's decision on `approval_id`, for `command` of the attempt.
     Approval {
         approval_id: String,
@@ -182,16 +183,17 @@ impl Remediator {
         )
     }
 
-    async fn remediate(&self, ctx: &Ctx<'_>, waiting_since: Option<i64>) -> Disposition {
+    /// `unparked`: back from a wait, and since when it waits on a dependency.
+    async fn remediate(&self, ctx: &Ctx<'_>, unparked: Option<Option<i64>>) -> Disposition {
         let event = ctx.event;
         // Resumed after a crash or takeover: settle what the last owner left.
-        if waiting_since.is_none()
+        if unparked.is_none()
             && (event.state != AlertState::Received.as_str() || event.reason.is_some())
             && let Some(d) = self.resume(ctx).await
         {
             return d;
         }
-        if let Some(parked) = self.settle(ctx, waiting_since).await {
+        if let Some(parked) = self.settle(ctx, unparked.flatten()).await {
             return parked;
         }
         if self.resolved_meanwhile(event).await {
@@ -249,6 +251,10 @@ impl Remediator {
                         );
                         return self.escalate(ctx, AlertState::Escalated, reason).await;
                     }
+                    // Planning may run commands (the LLM agent): from here a crash is
+                    // resumed as one, with approvals it asked for superseded.
+                    self.set_state(ctx, AlertState::Remediating, "planning")
+                        .await;
                     let plan = match self.plan(ctx).await {
                         Ok(p) => p,
                         Err(why) => {
@@ -261,7 +267,7 @@ impl Remediator {
                     };
                     tracing::info!(alert = %ctx.event.alertname, source = plan.source.as_str(), commands = ?plan.commands, "Remediating.");
                     match self.attempt(ctx, plan, used, last_failure.clone()).await {
-                        Flow::Park(d) => return d,
+                        Flow::Leave(d) => return d,
                         Flow::End(end, _) => end,
                     }
                 }
@@ -307,7 +313,7 @@ impl Remediator {
             } => self.verification(ctx, attempt, since, deadline).await,
         };
         match flow {
-            Flow::Park(d) => d,
+            Flow::Leave(d) => d,
             Flow::End(end, run) => {
                 self.attempts(ctx, run.used, run.last_failure, Some(end))
                     .await

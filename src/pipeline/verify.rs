@@ -122,7 +122,7 @@ impl Remediator {
         let Some((outcome, message)) = decided else {
             let poll = i64::try_from(self.config.verification.poll_interval_seconds.max(1) * 1000)
                 .unwrap_or(i64::MAX);
-            return Flow::Park(Disposition::parked(
+            return Flow::Leave(Disposition::parked(
                 AlertState::Verifying,
                 "waiting for the alert to resolve",
                 Park::until(

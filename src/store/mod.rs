@@ -331,6 +331,10 @@ async fn claim_postgres(
     limit: u32,
 ) -> Result<Vec<AlertEventRow>, StoreError> {
     let mut tx = p.begin().await?;
+    // The re-check relies on each statement seeing what committed before it.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *tx)
+        .await?;
     let candidates: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
         format!(
             "SELECT id, fingerprint, status FROM alert_events WHERE {CLAIMABLE} AND {ALONE} \
@@ -641,7 +645,8 @@ impl Store for SqlStore {
                 "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
                  claimed_by = NULL, claim_expires_at = NULL, waiting = $4, \
                  resume_at = CASE WHEN EXISTS (SELECT 1 FROM approvals a WHERE a.id = $5 \
-                     AND a.status <> 'pending') THEN $3 ELSE $6 END \
+                     AND a.status <> 'pending' AND (a.status <> 'approved' OR a.output IS NOT NULL)) \
+                     THEN $3 ELSE $6 END \
                  WHERE id = $7 AND claimed_by = $8",
             )
             .bind(state.as_str())

@@ -174,5 +174,42 @@ async fn parked_approvals_hold_no_worker_and_an_approval_runs_its_command_once()
         "{denied}"
     );
     assert_eq!(lines(&held_log), ["7"]);
+
+    // An alert that resolves while it waits needs no fix: it ends resolved, its
+    // approval superseded, nothing run, nothing escalated.
+    let mut resolved: Value =
+        serde_json::from_str(&alerts(&[("Parked5".into(), format!("{held} 5"))])).unwrap();
+    resolved["status"] = json!("resolved");
+    resolved["alerts"][0]["status"] = json!("resolved");
+    resolved["alerts"][0]["endsAt"] = json!("2026-11-25T03:20:00.000Z");
+    let (code, body) = app.post_webhook(&resolved.to_string()).await;
+    assert_eq!(code, 200, "{body}");
+    let ended = eventually("Parked5 ends resolved", Duration::from_secs(30), || async {
+        app.alerts("&alertname=Parked5")
+            .await
+            .into_iter()
+            .find(|a| a["status"] == "firing" && a["state"] == "resolved")
+    })
+    .await;
+    assert!(
+        ended["reason"]
+            .as_str()
+            .unwrap()
+            .contains("before approval"),
+        "{ended}"
+    );
+    let five = approvals
+        .iter()
+        .find(|a| a["command"] == format!("{held} 5"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap();
+    let (_, superseded) = app.get("/approvals?status=superseded").await;
+    assert_eq!(superseded["approvals"][0]["id"], five, "{superseded}");
+    let (_, r) = app.get("/remediations?alert_name=Parked5").await;
+    assert_eq!(r["remediations"][0]["status"], "superseded", "{r}");
+    assert_eq!(r["remediations"][0]["counts_as_attempt"], false, "{r}");
+    assert_eq!(lines(&held_log), ["7"]);
+    assert_eq!(in_state(&app, "awaiting_approval").await.len(), 22);
     app.stop().await;
 }
