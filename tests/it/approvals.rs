@@ -24,18 +24,11 @@ async fn post_json(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value
 /// A script only the operator knows: from the API it needs approval.
 fn fix_script(sshd: &Sshd) -> (String, std::path::PathBuf) {
     let marker = sshd.path("fixed");
-    let script = sshd.path("fix.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho fixing\ntouch {}\n", marker.display()),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
-    (script.display().to_string(), marker)
+    let script = sshd.script(
+        "fix.sh",
+        &format!("echo fixing\ntouch {}\n", marker.display()),
+    );
+    (script, marker)
 }
 
 async fn setup(

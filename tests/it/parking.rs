@@ -11,18 +11,7 @@ use crate::support::{Backend, TestApp, TestEnv, eventually};
 
 /// A script that appends its argument to `log` each time it runs.
 fn script(sshd: &Sshd, name: &str, log: &std::path::Path) -> String {
-    let path = sshd.path(name);
-    std::fs::write(
-        &path,
-        format!("#!/bin/sh\necho \"$1\" >> {}\n", log.display()),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .unwrap();
-    path.display().to_string()
+    sshd.script(name, &format!("echo \"$1\" >> {}\n", log.display()))
 }
 
 /// One firing alert per (name, hint command), each routed to host `box`.

@@ -131,6 +131,16 @@ impl Sshd {
         self.dir.path().join(name)
     }
 
+    /// An executable shell script `name` in the server's folder, with `body` after
+    /// the `#!/bin/sh` line; its path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
     /// A host entry for this server, with its key pinned.
     pub fn host(&self, name: &str) -> HostConfig {
         HostConfig {
