@@ -141,11 +141,14 @@ impl Application {
         let expiry = tokio::spawn(expire_approvals(runner.clone(), cancel.clone()));
 
         let sinks = Notifications::sinks_from_config(&config.notify)?;
+        let replica_id = config.cluster.replica_id();
         let (notify, notifier) = Notifications::start(
+            store.clone(),
             sinks,
             Pacing::from_config(&config.notify),
             &config.server.external_url,
             metrics.clone(),
+            replica_id.clone(),
             cancel.clone(),
         );
         monitor.set_notifications(notify.clone());
@@ -224,7 +227,7 @@ impl Application {
             pipeline,
             storage.clone(),
             WorkerSettings {
-                replica_id: config.cluster.replica_id(),
+                replica_id,
                 concurrency: config.worker.concurrency,
                 lease: Duration::from_secs(config.worker.claim_lease_seconds),
                 poll_interval: Duration::from_millis(config.worker.poll_interval_ms),

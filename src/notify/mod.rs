@@ -1,34 +1,42 @@
 //! Telling people: fixed, failed, escalated, approval needed, host offline/online,
 //! maintenance. Behind the [`Notifier`] trait (Discord, ntfy, Slack, generic webhook).
 //!
-//! Nothing here may slow remediation: callers hand a message to an unbounded queue and
-//! return. One task sends, so a storm cannot fan out into a storm of messages:
-//! - sends are paced by a token bucket (`burst` at once, then one per `min_interval`);
-//!   whatever queues up meanwhile goes out as one digest;
+//! Notifications go through a durable outbox (the `notifications` and
+//! `notification_deliveries` tables). The pipeline's messages are written in the same
+//! transaction as the alert state change that causes them; others (host offline,
+//! maintenance) are queued here and written by one task. Nothing here slows
+//! remediation, and nothing written is lost:
+//! - one sender task per sink, holding a lease on that sink in the database, so there
+//!   is one sender per sink in the whole cluster and one slow sink (a Discord 429
+//!   retried for a minute) never delays another;
+//! - sends are paced per sink by a token bucket (`burst` at once, then one per
+//!   `min_interval`); whatever is due meanwhile goes out as one digest;
+//! - a failed send is retried with backoff (honouring 429 `retry_after`), a refused one
+//!   (4xx) is marked failed; a crash resends what was not marked delivered, under the
+//!   same id (`Message::id`, which the generic webhook sink passes on as
+//!   `Idempotency-Key`);
 //! - suppressed alerts are never announced one by one: they are counted per root cause
 //!   and summarised every `summary_interval`.
-//!
-//! A sink that is down is retried a few times (honouring 429 `retry_after`), then the
-//! message is dropped for that sink, logged and counted. Remediation never waits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NotifyConfig;
+use crate::domain::ids::{new_id, now_ms};
 use crate::metrics::Metrics;
+use crate::store::{DueDelivery, OutboxItem, Store};
 
 pub mod sinks;
 
 /// What a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Fixed,
@@ -43,8 +51,27 @@ pub enum Kind {
     Digest,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fixed => "fixed",
+            Self::Failed => "failed",
+            Self::Escalated => "escalated",
+            Self::ApprovalNeeded => "approval_needed",
+            Self::HostOffline => "host_offline",
+            Self::HostOnline => "host_online",
+            Self::MaintenanceStarted => "maintenance_started",
+            Self::MaintenanceEnded => "maintenance_ended",
+            Self::Suppressed => "suppressed",
+            Self::Digest => "digest",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// Stable across resends (a sink that can dedupe uses it).
+    pub id: String,
     pub kind: Kind,
     pub title: String,
     pub body: String,
@@ -59,12 +86,13 @@ pub struct Message {
 impl Message {
     pub fn new(kind: Kind, title: impl Into<String>, body: impl Into<String>) -> Self {
         Self {
+            id: new_id(),
             kind,
             title: title.into(),
             body: body.into(),
             fields: Vec::new(),
             url: None,
-            at: crate::domain::ids::now_ms(),
+            at: now_ms(),
         }
     }
 
@@ -98,39 +126,22 @@ pub trait Notifier: Send + Sync {
     async fn send(&self, m: &Message) -> Result<(), SendError>;
 }
 
-/// Sends to one sink with bounded retries.
-async fn deliver(sink: &dyn Notifier, m: &Message, metrics: &Metrics) {
-    const TRIES: u32 = 4;
-    const LONGEST_WAIT: Duration = Duration::from_secs(60);
-    for attempt in 1..=TRIES {
-        let wait = match sink.send(m).await {
-            Ok(()) => {
-                metrics.notification(sink.name(), true);
-                return;
-            }
-            Err(SendError::Failed(e)) => {
-                tracing::warn!(sink = sink.name(), error = %e, "Notification refused; not retrying (check the sink's URL).");
-                break;
-            }
-            Err(SendError::RetryAfter(d)) => d.min(LONGEST_WAIT),
-            Err(SendError::Transient(e)) => {
-                tracing::debug!(sink = sink.name(), error = %e, attempt, "Notification failed; retrying.");
-                Duration::from_millis(500 * 2u64.pow(attempt))
-            }
-        };
-        if attempt < TRIES {
-            tokio::time::sleep(wait).await;
-        } else {
-            tracing::warn!(
-                sink = sink.name(),
-                "Notification dropped after {TRIES} tries."
-            );
-        }
-    }
-    metrics.notification(sink.name(), false);
+/// A failed send is tried this many times in all before it is marked failed.
+const TRIES: i64 = 6;
+/// The longest wait between tries (and the most a 429 may ask for).
+const LONGEST_WAIT: Duration = Duration::from_secs(300);
+/// How often an idle sender looks for due deliveries (others' writes, retries).
+const POLL: Duration = Duration::from_millis(250);
+/// A sender's lease on its sink.
+const SINK_LEASE: Duration = Duration::from_secs(10);
+
+/// When to try a failed delivery again, after `attempts` tries. Pure.
+pub fn backoff(attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.clamp(0, 12)).unwrap_or(12);
+    Duration::from_millis(500 * 2u64.pow(exp)).min(LONGEST_WAIT)
 }
 
-/// How the dispatcher paces itself.
+/// How the senders pace themselves.
 #[derive(Debug, Clone)]
 pub struct Pacing {
     pub burst: u32,
@@ -148,6 +159,39 @@ impl Pacing {
     }
 }
 
+/// A token bucket; `now` is passed in.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(p: &Pacing, now: tokio::time::Instant) -> Self {
+        Self {
+            tokens: f64::from(p.burst),
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, p: &Pacing, now: tokio::time::Instant) {
+        self.tokens = if p.min_interval.is_zero() {
+            f64::from(p.burst)
+        } else {
+            let earned = now.duration_since(self.at).as_secs_f64() / p.min_interval.as_secs_f64();
+            (self.tokens + earned).min(f64::from(p.burst))
+        };
+        self.at = now;
+    }
+
+    /// How long until a token is there.
+    fn wait(&self, p: &Pacing) -> Duration {
+        p.min_interval
+            .mul_f64((1.0 - self.tokens).max(0.0))
+            .max(Duration::from_millis(10))
+    }
+}
+
 #[derive(Default)]
 struct SuppressedCounts {
     /// Root cause → (how many, a few of the alerts' names).
@@ -156,32 +200,62 @@ struct SuppressedCounts {
 
 /// The front door: cheap to call from anywhere, never blocks.
 pub struct Notifications {
-    tx: mpsc::UnboundedSender<Message>,
+    /// The configured sinks' names: a notification gets one delivery per sink.
+    sinks: Vec<String>,
+    queue: mpsc::UnboundedSender<OutboxItem>,
     suppressed: Mutex<SuppressedCounts>,
-    /// Messages handed to the sinks (after folding); for tests and benchmarks.
-    sent: AtomicU64,
+    /// Wakes the senders when something was written.
+    written: Notify,
     external_url: String,
-    enabled: bool,
 }
 
 impl Notifications {
-    /// Builds the dispatcher and its sending task.
+    /// Builds the front door, the outbox writer and one sender per sink. The handle
+    /// ends after shutdown, once the writer has written what was queued and each
+    /// sender has had one last try.
     pub fn start(
+        store: Arc<dyn Store>,
         sinks: Vec<Arc<dyn Notifier>>,
         pacing: Pacing,
         external_url: &str,
         metrics: Arc<Metrics>,
+        owner: String,
         shutdown: CancellationToken,
     ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = mpsc::unbounded_channel();
         let me = Arc::new(Self {
-            tx,
+            sinks: sinks.iter().map(|s| s.name().to_owned()).collect(),
+            queue,
             suppressed: Mutex::new(SuppressedCounts::default()),
-            sent: AtomicU64::new(0),
+            written: Notify::new(),
             external_url: external_url.trim_end_matches('/').to_owned(),
-            enabled: !sinks.is_empty(),
         });
-        let task = tokio::spawn(run(me.clone(), rx, sinks, pacing, metrics, shutdown));
+        let writer = tokio::spawn(write_loop(
+            me.clone(),
+            store.clone(),
+            rx,
+            pacing.summary_interval,
+            shutdown.clone(),
+        ));
+        // Senders stop after the writer, so what it wrote last goes out too.
+        let senders_stop = CancellationToken::new();
+        let mut senders = tokio::task::JoinSet::new();
+        for sink in sinks {
+            senders.spawn(send_loop(
+                me.clone(),
+                store.clone(),
+                sink,
+                pacing.clone(),
+                metrics.clone(),
+                owner.clone(),
+                senders_stop.clone(),
+            ));
+        }
+        let task = tokio::spawn(async move {
+            let _ = writer.await;
+            senders_stop.cancel();
+            while senders.join_next().await.is_some() {}
+        });
         (me, task)
     }
 
@@ -216,17 +290,32 @@ impl Notifications {
         Ok(out)
     }
 
-    pub fn send(&self, m: Message) {
-        if self.enabled {
-            let _ = self.tx.send(m);
+    /// The outbox row for `m`: written by the caller in the transaction of the state
+    /// change that causes it.
+    pub fn outbox(&self, m: &Message, alert_event_id: Option<&str>) -> OutboxItem {
+        OutboxItem {
+            id: m.id.clone(),
+            created_at: m.at,
+            kind: m.kind.as_str().into(),
+            title: m.title.clone(),
+            message: serde_json::to_string(m).expect("a message serializes"),
+            alert_event_id: alert_event_id.map(str::to_owned),
+            sinks: self.sinks.clone(),
         }
+    }
+
+    /// Queues `m` for the outbox writer (for messages no state change causes).
+    pub fn send(&self, m: Message) {
+        let _ = self.queue.send(self.outbox(&m, None));
+    }
+
+    /// Tells the senders that something was written.
+    pub fn written(&self) {
+        self.written.notify_waiters();
     }
 
     /// Counts a suppressed alert under its root cause, for the next summary.
     pub fn suppressed(&self, root: &str, alert: &str) {
-        if !self.enabled {
-            return;
-        }
         let mut s = self.suppressed.lock().expect("not poisoned");
         let entry = s.by_root.entry(root.to_owned()).or_default();
         entry.0 += 1;
@@ -238,11 +327,6 @@ impl Notifications {
     /// A link to a page of the API, when `server.external_url` is set.
     pub fn link(&self, path: &str) -> Option<String> {
         (!self.external_url.is_empty()).then(|| format!("{}{path}", self.external_url))
-    }
-
-    /// Messages sent so far (each digest counts once).
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 
     fn take_summaries(&self) -> Vec<Message> {
@@ -269,6 +353,22 @@ pub fn digest(mut batch: Vec<Message>) -> Message {
     if batch.len() == 1 {
         return batch.pop().expect("one");
     }
+    // The same batch resent after a crash keeps its id.
+    let id = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for b in &batch {
+            h.update(b.id.as_bytes());
+        }
+        let d = h.finalize();
+        format!(
+            "digest-{}",
+            d[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    };
     let mut m = Message::new(
         Kind::Digest,
         format!("Jarvis: {} updates", batch.len()),
@@ -281,6 +381,7 @@ pub fn digest(mut batch: Vec<Message>) -> Message {
     if batch.len() > 50 {
         body.push_str(&format!("… and {} more\n", batch.len() - 50));
     }
+    m.id = id;
     m.body = body;
     m.fields = batch
         .iter()
@@ -291,78 +392,173 @@ pub fn digest(mut batch: Vec<Message>) -> Message {
     m
 }
 
-async fn run(
+/// Writes queued messages and the suppression summaries to the outbox, retrying
+/// while the database is away.
+async fn write_loop(
     me: Arc<Notifications>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    sinks: Vec<Arc<dyn Notifier>>,
-    pacing: Pacing,
-    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<OutboxItem>,
+    summary_interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut tokens = f64::from(pacing.burst);
-    let mut last_refill = tokio::time::Instant::now();
-    let mut summary_at = tokio::time::Instant::now() + pacing.summary_interval;
-    let mut pending: Vec<Message> = Vec::new();
+    let mut summary_at = tokio::time::Instant::now() + summary_interval;
+    let mut batch: Vec<OutboxItem> = Vec::new();
     loop {
-        // Refill the bucket.
-        let now = tokio::time::Instant::now();
-        if !pacing.min_interval.is_zero() {
-            let earned =
-                now.duration_since(last_refill).as_secs_f64() / pacing.min_interval.as_secs_f64();
-            tokens = (tokens + earned).min(f64::from(pacing.burst));
-        } else {
-            tokens = f64::from(pacing.burst);
-        }
-        last_refill = now;
-        if now >= summary_at {
-            pending.extend(me.take_summaries());
-            summary_at = now + pacing.summary_interval;
-        }
-        while let Ok(m) = rx.try_recv() {
-            pending.push(m);
-        }
-        if !pending.is_empty() && tokens >= 1.0 {
-            tokens -= 1.0;
-            let m = digest(std::mem::take(&mut pending));
-            me.sent.fetch_add(1, Ordering::Relaxed);
-            deliver_all(&sinks, &m, &metrics).await;
-            continue;
-        }
-        let wait_token = if pending.is_empty() {
-            Duration::from_secs(3600)
-        } else {
-            pacing
-                .min_interval
-                .mul_f64((1.0 - tokens).max(0.0))
-                .max(Duration::from_millis(10))
-        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            m = rx.recv(), if pending.is_empty() => match m {
-                Some(m) => pending.push(m),
+            item = rx.recv(), if batch.is_empty() => match item {
+                Some(i) => batch.push(i),
                 None => break,
             },
-            _ = tokio::time::sleep(wait_token) => {}
-            _ = tokio::time::sleep_until(summary_at) => {}
+            _ = tokio::time::sleep_until(summary_at) => {
+                batch.extend(me.take_summaries().iter().map(|m| me.outbox(m, None)));
+                summary_at = tokio::time::Instant::now() + summary_interval;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)), if !batch.is_empty() => {}
+        }
+        while let Ok(i) = rx.try_recv() {
+            batch.push(i);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match store.insert_notifications(&batch).await {
+            Ok(()) => {
+                batch.clear();
+                me.written();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, queued = batch.len(), "Cannot write notifications yet; retrying.")
+            }
         }
     }
-    // Last words: whatever is queued goes out once, quickly.
-    while let Ok(m) = rx.try_recv() {
-        pending.push(m);
+    // Last words: what is queued, and the summaries, once.
+    while let Ok(i) = rx.try_recv() {
+        batch.push(i);
     }
-    pending.extend(me.take_summaries());
-    if !pending.is_empty() {
-        let m = digest(pending);
-        me.sent.fetch_add(1, Ordering::Relaxed);
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), deliver_all(&sinks, &m, &metrics)).await;
+    batch.extend(me.take_summaries().iter().map(|m| me.outbox(m, None)));
+    if !batch.is_empty() {
+        match tokio::time::timeout(Duration::from_secs(5), store.insert_notifications(&batch)).await
+        {
+            Ok(Ok(())) => me.written(),
+            _ => tracing::warn!(
+                lost = batch.len(),
+                "Notifications queued at shutdown could not be written."
+            ),
+        }
     }
 }
 
-/// Sends one message to every sink, one sink after another.
-async fn deliver_all(sinks: &[Arc<dyn Notifier>], m: &Message, metrics: &Metrics) {
-    for s in sinks {
-        deliver(&**s, m, metrics).await;
+/// Sends one sink's due deliveries while this replica holds the sink's lease.
+async fn send_loop(
+    me: Arc<Notifications>,
+    store: Arc<dyn Store>,
+    sink: Arc<dyn Notifier>,
+    pacing: Pacing,
+    metrics: Arc<Metrics>,
+    owner: String,
+    shutdown: CancellationToken,
+) {
+    let name = sink.name();
+    let lease = i64::try_from(SINK_LEASE.as_millis()).unwrap_or(10_000);
+    let mut bucket = Bucket::new(&pacing, tokio::time::Instant::now());
+    loop {
+        let written = me.written.notified();
+        tokio::pin!(written);
+        written.as_mut().enable();
+        if shutdown.is_cancelled() {
+            break;
+        }
+        bucket.refill(&pacing, tokio::time::Instant::now());
+        let mut wait = POLL;
+        match store.lease_sink(name, &owner, now_ms(), lease).await {
+            Ok(true) if bucket.tokens >= 1.0 => {
+                match store.due_deliveries(name, now_ms(), 50).await {
+                    Ok(due) if !due.is_empty() => {
+                        bucket.tokens -= 1.0;
+                        send_batch(&*store, &*sink, due, &metrics).await;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, sink = name, "Cannot read the outbox yet.")
+                    }
+                }
+            }
+            Ok(true) => wait = bucket.wait(&pacing),
+            Ok(false) => {} // another replica sends to this sink
+            Err(e) => tracing::debug!(error = %e, sink = name, "Cannot take the sink's lease yet."),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = written => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Last words: what is due goes out once, quickly, whatever the pacing.
+    let last = async {
+        if let Ok(true) = store.lease_sink(name, &owner, now_ms(), lease).await
+            && let Ok(due) = store.due_deliveries(name, now_ms(), 50).await
+            && !due.is_empty()
+        {
+            send_batch(&*store, &*sink, due, &metrics).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), last).await;
+}
+
+/// Sends due deliveries as one message (a digest when several) and records how it
+/// went.
+async fn send_batch(
+    store: &dyn Store,
+    sink: &dyn Notifier,
+    due: Vec<DueDelivery>,
+    metrics: &Metrics,
+) {
+    let name = sink.name();
+    let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+    let tries = due.iter().map(|d| d.attempts).max().unwrap_or(0) + 1;
+    let messages: Vec<Message> = due
+        .iter()
+        .filter_map(|d| serde_json::from_str(&d.message).ok())
+        .collect();
+    if messages.len() < due.len() {
+        tracing::warn!(
+            sink = name,
+            "A stored notification cannot be read; marking it failed."
+        );
+    }
+    let record = |r: Result<(), crate::store::StoreError>| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, sink = name, "Cannot record a notification's delivery; it may be sent again.");
+        }
+    };
+    if messages.is_empty() {
+        record(store.mark_retry(name, &ids, None, "cannot be read").await);
+        return;
+    }
+    let m = digest(messages);
+    let retry_at = |d: Duration| now_ms() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    match sink.send(&m).await {
+        Ok(()) => {
+            metrics.notification(name, true);
+            record(store.mark_delivered(name, &ids, now_ms()).await);
+        }
+        Err(SendError::RetryAfter(d)) => {
+            tracing::debug!(sink = name, wait = ?d, "Sink rate limited; retrying after its wait.");
+            let at = retry_at(d.min(LONGEST_WAIT));
+            record(store.mark_retry(name, &ids, Some(at), "rate limited").await);
+        }
+        Err(SendError::Transient(e)) if tries < TRIES => {
+            tracing::debug!(sink = name, error = %e, tries, "Notification failed; retrying.");
+            let at = retry_at(backoff(tries));
+            record(store.mark_retry(name, &ids, Some(at), &e).await);
+        }
+        Err(e) => {
+            tracing::warn!(sink = name, error = %e, tries, "Notification not delivered; marked failed (check the sink's URL).");
+            metrics.notification(name, false);
+            record(store.mark_retry(name, &ids, None, &e.to_string()).await);
+        }
     }
 }
 

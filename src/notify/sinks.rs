@@ -210,7 +210,13 @@ impl Notifier for Webhook {
         "webhook"
     }
     async fn send(&self, m: &Message) -> Result<(), SendError> {
-        check(self.client.post(&self.url).json(m).send().await).await
+        // The id is the same when a crash makes Jarvis send it again.
+        let req = self
+            .client
+            .post(&self.url)
+            .header("Idempotency-Key", &m.id)
+            .json(m);
+        check(req.send().await).await
     }
 }
 
@@ -222,6 +228,7 @@ mod tests {
     fn discord_bodies_stay_within_discord_limits() {
         let long = "x".repeat(10_000);
         let m = Message {
+            id: "n1".into(),
             kind: Kind::Escalated,
             title: long.clone(),
             body: long.clone(),

@@ -296,17 +296,19 @@ impl Remediator {
             row.commands_executed = serde_json::to_string(&run.log.executed).unwrap_or_default();
             let _ = self.store.update_remediation(&row).await;
         }
-        self.notify.send(
-            Message::new(
-                Kind::ApprovalNeeded,
-                format!("Approval needed: {} on {}", ctx.event.alertname, run.host),
-                format!("`{command}`\n{reason}"),
-            )
-            .field("Approve", format!("POST /approvals/{approval_id}/approve"))
-            .url(self.notify.link("/approvals")),
-        );
+        let m = Message::new(
+            Kind::ApprovalNeeded,
+            format!("Approval needed: {} on {}", ctx.event.alertname, run.host),
+            format!("`{command}`\n{reason}"),
+        )
+        .field("Approve", format!("POST /approvals/{approval_id}/approve"))
+        .url(self.notify.link("/approvals"));
+        let note = self.notify.outbox(&m, Some(&ctx.event.id));
         let ttl = i64::try_from(self.config.safety.approval_ttl_seconds * 1000).unwrap_or(0);
-        self.park_approval(run, approval_id, command, by, now_ms() + ttl + 1_000)
+        match self.park_approval(run, approval_id, command, by, now_ms() + ttl + 1_000) {
+            Flow::Leave(d) => Flow::Leave(d.note(note)),
+            end => end,
+        }
     }
 
     fn park_approval(

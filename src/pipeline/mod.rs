@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::alert::AlertState;
 use crate::domain::ids::{new_id, now_ms};
 use crate::intake::StorageStatus;
-use crate::store::{AlertEventRow, Store};
+use crate::store::{AlertEventRow, OutboxItem, Store};
 
 mod attempt;
 pub mod correlate;
@@ -37,6 +37,9 @@ pub struct Disposition {
     /// Not finished: parked until `resume_at` (or woken earlier), its claim released,
     /// so no worker slot waits for a person, a dependency or a verification.
     pub park: Option<Park>,
+    /// Notifications this outcome causes: written to the outbox in the same
+    /// transaction as the state change.
+    pub notes: Vec<OutboxItem>,
 }
 
 impl Disposition {
@@ -45,6 +48,7 @@ impl Disposition {
             state,
             reason: Some(reason.into()),
             park: None,
+            notes: Vec::new(),
         }
     }
 
@@ -53,7 +57,14 @@ impl Disposition {
             state,
             reason: Some(reason.into()),
             park: Some(park),
+            notes: Vec::new(),
         }
+    }
+
+    /// Adds a notification to write with the outcome.
+    pub fn note(mut self, item: OutboxItem) -> Self {
+        self.notes.push(item);
+        self
     }
 }
 
@@ -222,7 +233,14 @@ async fn process_one(
         let recorded = match &d.park {
             None => {
                 store
-                    .finish_alert_event(&event.id, owner, d.state, d.reason.as_deref(), now_ms())
+                    .finish_alert_event(
+                        &event.id,
+                        owner,
+                        d.state,
+                        d.reason.as_deref(),
+                        &d.notes,
+                        now_ms(),
+                    )
                     .await
             }
             Some(park) => {
@@ -233,6 +251,7 @@ async fn process_one(
                         d.state,
                         d.reason.as_deref(),
                         park,
+                        &d.notes,
                         now_ms(),
                     )
                     .await

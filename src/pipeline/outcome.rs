@@ -106,7 +106,7 @@ impl Remediator {
         for (k, v) in Self::attempts_summary(&self.attempts_of(ctx).await) {
             m = m.field(k, v);
         }
-        self.notify.send(m);
+        let note = self.notify.outbox(&m, Some(&ctx.event.id));
         tracing::warn!(alert = %ctx.event.alertname, fingerprint = %ctx.event.fingerprint, %reason, "Escalated to a person.");
         // A review for the person, in the background (the planner may call an LLM).
         let (planner, id, name, why) = (
@@ -117,7 +117,7 @@ impl Remediator {
         );
         self.background
             .spawn(async move { planner.after_escalation(&id, &name, &why).await });
-        Disposition::done(state, reason)
+        Disposition::done(state, reason).note(note)
     }
 
     pub(super) fn suppressed(&self, ctx: &Ctx<'_>, reason: String) -> Disposition {
@@ -158,19 +158,18 @@ impl Remediator {
         } else {
             "Fixed (not verified)"
         };
-        self.notify.send(
-            Message::new(
-                Kind::Fixed,
-                format!("{title}: {}{}", ctx.event.alertname, on_instance(ctx)),
-                message.clone(),
-            )
-            .field(
-                "Commands",
-                short(&last.map(commands_of).unwrap_or_default().join("\n"), 1000),
-            )
-            .field("Host", last.map(|a| a.host.clone()).unwrap_or_default())
-            .field("Source", last.map(|a| a.source.clone()).unwrap_or_default()),
-        );
+        let m = Message::new(
+            Kind::Fixed,
+            format!("{title}: {}{}", ctx.event.alertname, on_instance(ctx)),
+            message.clone(),
+        )
+        .field(
+            "Commands",
+            short(&last.map(commands_of).unwrap_or_default().join("\n"), 1000),
+        )
+        .field("Host", last.map(|a| a.host.clone()).unwrap_or_default())
+        .field("Source", last.map(|a| a.source.clone()).unwrap_or_default());
+        let note = self.notify.outbox(&m, Some(&ctx.event.id));
         Disposition::done(
             AlertState::Resolved,
             if verified {
@@ -179,5 +178,6 @@ impl Remediator {
                 format!("fixed ({message})")
             },
         )
+        .note(note)
     }
 }

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_llm"),
     migration!(6, "0006_approval_explanation"),
     migration!(7, "0007_parked_events"),
+    migration!(8, "0008_notifications"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

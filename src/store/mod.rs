@@ -134,7 +134,7 @@ pub struct AlertFilter {
 /// The storage operations Jarvis needs. Async trait objects so the app can hold one
 /// `Arc<dyn Store>` whatever the backend.
 #[async_trait]
-pub trait Store: RemediationStore + LlmStore + Send + Sync + 'static {
+pub trait Store: RemediationStore + LlmStore + OutboxStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap reachability check.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -176,16 +176,19 @@ pub trait Store: RemediationStore + LlmStore + Send + Sync + 'static {
         state: AlertState,
         reason: Option<&str>,
         park: &crate::pipeline::Park,
+        notes: &[OutboxItem],
         now: i64,
     ) -> Result<bool, StoreError>;
-    /// Moves a claimed event to `state` and releases the claim. `false` if `owner` no
-    /// longer held it (the lease ran out and another worker took it over).
+    /// Moves a claimed event to `state` and releases the claim, writing `notes` to the
+    /// notification outbox in the same transaction. `false` (and nothing written) if
+    /// `owner` no longer held it (the lease ran out and another worker took it over).
     async fn finish_alert_event(
         &self,
         id: &str,
         owner: &str,
         state: AlertState,
         reason: Option<&str>,
+        notes: &[OutboxItem],
         now: i64,
     ) -> Result<bool, StoreError>;
     /// Appends a host availability change to host_status_log.
@@ -278,6 +281,8 @@ macro_rules! on_pool {
     };
 }
 
+mod outbox;
+pub use outbox::{DeliveryRow, DueDelivery, NotificationRow, OutboxItem, OutboxStore};
 mod llm;
 pub use llm::{FeedbackRow, LlmStore, LlmTotals, LlmUsageRow};
 mod remediation;
@@ -609,11 +614,13 @@ impl Store for SqlStore {
         owner: &str,
         state: AlertState,
         reason: Option<&str>,
+        notes: &[OutboxItem],
         now: i64,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
         let affected = on_pool!(self, p => {
-            sqlx::query(
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
                 "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
                  claimed_by = NULL, claim_expires_at = NULL, resume_at = NULL, waiting = NULL \
                  WHERE id = $4 AND claimed_by = $5",
@@ -623,9 +630,14 @@ impl Store for SqlStore {
             .bind(now)
             .bind(id)
             .bind(owner)
-            .execute(p)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                outbox::insert_outbox!(tx, notes);
+            }
+            tx.commit().await?;
+            n
         });
         Ok(affected == 1)
     }
@@ -637,11 +649,13 @@ impl Store for SqlStore {
         state: AlertState,
         reason: Option<&str>,
         park: &crate::pipeline::Park,
+        notes: &[OutboxItem],
         now: i64,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
         let affected = on_pool!(self, p => {
-            sqlx::query(
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
                 "UPDATE alert_events SET state = $1, reason = $2, updated_at = $3, \
                  claimed_by = NULL, claim_expires_at = NULL, waiting = $4, \
                  resume_at = CASE WHEN EXISTS (SELECT 1 FROM approvals a WHERE a.id = $5 \
@@ -657,9 +671,14 @@ impl Store for SqlStore {
             .bind(park.resume_at)
             .bind(id)
             .bind(owner)
-            .execute(p)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                outbox::insert_outbox!(tx, notes);
+            }
+            tx.commit().await?;
+            n
         });
         Ok(affected == 1)
     }

@@ -153,6 +153,7 @@ pub struct Purged {
     pub host_status_log: u64,
     pub state_snapshots: u64,
     pub incidents: u64,
+    pub notifications: u64,
 }
 
 #[async_trait]
@@ -1040,6 +1041,11 @@ impl RemediationStore for SqlStore {
                 (&mut out.host_status_log, sql("host_status_log", "changed_at", "")),
                 (&mut out.state_snapshots, sql("state_snapshots", "taken_at", "")),
                 (&mut out.incidents, sql("incidents", "opened_at", " AND state <> 'open'")),
+                // Deliveries go with their notification; a pending one is kept.
+                (&mut 0, "DELETE FROM notification_deliveries WHERE notification_id IN (SELECT id FROM \
+                    notifications WHERE created_at < $1) AND state <> 'pending'".to_owned()),
+                (&mut out.notifications, sql("notifications", "created_at",
+                    " AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = notifications.id)")),
             ] {
                 *n = sqlx::query(sqlx::AssertSqlSafe(q)).bind(before).execute(p).await?.rows_affected();
             }

@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runbooks/reload", post(remediation::reload_runbooks))
         .route("/runbooks/{alert_name}", get(remediation::get_runbook))
         .route("/feedback", get(remediation::list_feedback))
+        .route("/notifications", get(remediation::list_notifications))
         .fallback(not_found)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

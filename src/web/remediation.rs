@@ -380,3 +380,43 @@ pub(super) async fn list_feedback(
         .collect();
     Ok(Json(json!({"feedback": items})))
 }
+
+/// The notification outbox, newest first, with each sink's delivery state.
+pub(super) async fn list_notifications(
+    _auth: RequireAuth,
+    State(s): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let rows = s.store.list_notifications(limit).await?;
+    let time = crate::domain::time::rfc3339;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|(n, deliveries)| {
+            let message: Value = serde_json::from_str(&n.message).unwrap_or(Value::Null);
+            let deliveries: Vec<Value> = deliveries
+                .into_iter()
+                .map(|d| {
+                    json!({
+                        "sink": d.sink,
+                        "state": d.state,
+                        "attempts": d.attempts,
+                        "next_attempt_at": time(d.next_attempt_at),
+                        "last_error": d.last_error,
+                        "delivered_at": d.delivered_at.map(time),
+                    })
+                })
+                .collect();
+            json!({
+                "id": n.id,
+                "created_at": time(n.created_at),
+                "kind": n.kind,
+                "title": n.title,
+                "body": message["body"],
+                "alert_event_id": n.alert_event_id,
+                "deliveries": deliveries,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"count": items.len(), "notifications": items})))
+}

@@ -113,6 +113,7 @@ impl Pipeline for Counting {
             state: AlertState::Resolved,
             reason: None,
             park: None,
+            notes: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod claims;
 mod cli;
 mod drills;
 mod durability;
+mod outbox;
 mod parking;
 mod ssh;
 mod store;
