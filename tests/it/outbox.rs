@@ -14,12 +14,15 @@ use serde_json::Value;
 
 use crate::support::{Backend, TestApp, TestEnv, eventually, payload};
 
+/// What a sink got: the `Idempotency-Key` header and the body.
+type Got = Vec<(Option<String>, Value)>;
+
 /// A webhook endpoint that answers with a status the test sets, keeping what arrives
 /// while it answers 2xx (body and `Idempotency-Key`).
 #[derive(Clone, Default)]
 struct Sink {
     status: Arc<AtomicU16>,
-    got: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    got: Arc<Mutex<Got>>,
 }
 
 impl Sink {
@@ -35,7 +38,7 @@ impl Sink {
         (format!("http://{addr}/hook"), sink)
     }
 
-    fn got(&self) -> Vec<(Option<String>, Value)> {
+    fn got(&self) -> Got {
         self.got.lock().unwrap().clone()
     }
 }
