@@ -3,9 +3,9 @@
 //! action keeps failing on a host, serialised per host and target when it changes
 //! state, and only then executed (SSH or local).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,10 +21,7 @@ use crate::store::{ApprovalRow, AuditRow, Store, StoreError};
 /// Longest a judgement may take (they take microseconds).
 const JUDGE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Consecutive failures of one action on one host that open its circuit breaker.
-pub const BREAKER_THRESHOLD: u32 = 5;
-/// How long an open breaker refuses before letting one trial through (half-open).
-pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(300);
+pub use super::limits::OpenBreaker;
 
 /// A command someone wants run.
 #[derive(Debug, Clone)]
@@ -111,21 +108,6 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: u32,
-    opened_at: Option<Instant>,
-}
-
-/// Open circuit breakers, for /hosts.
-#[derive(Debug, Clone, Serialize)]
-pub struct OpenBreaker {
-    pub host: String,
-    pub action: String,
-    pub failures: u32,
-    pub retry_after_seconds: u64,
-}
-
 /// (host, target) of a state-changing command.
 type HostTarget = (String, String);
 
@@ -138,8 +120,6 @@ pub struct CommandRunner {
     command_timeout: Duration,
     rate_limit_per_minute: u32,
     approval_ttl: Duration,
-    rate: Mutex<HashMap<String, VecDeque<Instant>>>,
-    breakers: Mutex<HashMap<(String, String), Breaker>>,
     target_locks: Mutex<HashMap<HostTarget, Arc<tokio::sync::Mutex<()>>>>,
     /// `jarvis_commands_total{verdict,source}`, when the service has metrics.
     metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -180,8 +160,6 @@ impl CommandRunner {
             command_timeout: Duration::from_secs(config.remediation.command_timeout_seconds),
             rate_limit_per_minute: config.safety.rate_limit_per_minute,
             approval_ttl: Duration::from_secs(config.safety.approval_ttl_seconds),
-            rate: Mutex::new(HashMap::new()),
-            breakers: Mutex::new(HashMap::new()),
             target_locks: Mutex::new(HashMap::new()),
             metrics: None,
             wake: None,
@@ -547,95 +525,35 @@ impl CommandRunner {
         }
     }
 
-    /// Sliding one-minute window per action; `Err(seconds)` until a slot frees.
-    fn take_rate_slot(&self, action: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut rate = self.rate.lock().expect("not poisoned");
-        let window = rate.entry(action.to_owned()).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            window.pop_front();
-        }
-        if window.len() >= self.rate_limit_per_minute as usize {
-            let oldest = *window.front().expect("non-empty when full");
-            return Err(60u64
-                .saturating_sub(now.duration_since(oldest).as_secs())
-                .max(1));
-        }
-        window.push_back(now);
-        Ok(())
-    }
-
-    /// `Err(seconds)` while the breaker for this host and action is open.
-    fn breaker_allows(&self, host: &str, action: &str) -> Result<(), u64> {
-        let breakers = self.breakers.lock().expect("not poisoned");
-        match breakers
-            .get(&(host.to_owned(), action.to_owned()))
-            .and_then(|b| b.opened_at)
-        {
-            Some(t) if t.elapsed() < BREAKER_COOLDOWN => {
-                Err((BREAKER_COOLDOWN - t.elapsed()).as_secs().max(1))
-            }
-            _ => Ok(()), // closed, or half-open: one trial goes through
-        }
-    }
-
-    fn breaker_record(&self, host: &str, action: &str, ok: bool) {
-        let mut breakers = self.breakers.lock().expect("not poisoned");
-        let b = breakers
-            .entry((host.to_owned(), action.to_owned()))
-            .or_default();
-        if ok {
-            *b = Breaker::default();
-        } else {
-            b.failures += 1;
-            // A failed half-open trial re-opens at once.
-            if b.failures >= BREAKER_THRESHOLD || b.opened_at.is_some() {
-                if b.opened_at.is_none_or(|t| t.elapsed() >= BREAKER_COOLDOWN) {
-                    tracing::warn!(host, action, failures = b.failures, "Circuit breaker open.");
-                }
-                b.opened_at = Some(Instant::now());
-            }
-        }
-    }
-
-    /// Commands run per action in the last minute, and the limit (for /health).
-    pub fn rate_usage(&self) -> (u32, std::collections::BTreeMap<String, usize>) {
-        let now = Instant::now();
-        let rate = self.rate.lock().expect("not poisoned");
-        let usage = rate
-            .iter()
-            .map(|(action, w)| {
-                (
-                    action.clone(),
-                    w.iter()
-                        .filter(|t| now.duration_since(**t) < Duration::from_secs(60))
-                        .count(),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect();
+    /// Commands run per action in the last minute (across replicas), and the limit
+    /// (for /health).
+    pub async fn rate_usage(&self) -> (u32, std::collections::BTreeMap<String, usize>) {
+        let usage = self.store.rate_usage(now_ms()).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "Cannot read rate-limit usage.");
+            Default::default()
+        });
         (self.rate_limit_per_minute, usage)
     }
 
-    pub fn open_breakers(&self) -> Vec<OpenBreaker> {
-        let breakers = self.breakers.lock().expect("not poisoned");
-        let mut open: Vec<OpenBreaker> = breakers
-            .iter()
-            .filter_map(|((host, action), b)| {
-                let t = b.opened_at?;
-                (t.elapsed() < BREAKER_COOLDOWN).then(|| OpenBreaker {
-                    host: host.clone(),
-                    action: action.clone(),
-                    failures: b.failures,
-                    retry_after_seconds: (BREAKER_COOLDOWN - t.elapsed()).as_secs().max(1),
-                })
+    /// Open circuit breakers (across replicas), for /hosts and /health.
+    pub async fn open_breakers(&self) -> Vec<OpenBreaker> {
+        self.store
+            .open_breakers(now_ms())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "Cannot read circuit breakers.");
+                Vec::new()
             })
-            .collect();
-        open.sort_by(|a, b| (&a.host, &a.action).cmp(&(&b.host, &b.action)));
-        open
+    }
+
+    async fn breaker_record(&self, host: &str, action: &str, ok: bool) {
+        match self.store.record_breaker(host, action, ok, now_ms()).await {
+            Ok(true) => tracing::warn!(host, action, "Circuit breaker open."),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, host, action, "Cannot record the outcome for the circuit breaker.")
+            }
+        }
     }
 
     fn target_lock(&self, host: &str, target: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -660,19 +578,41 @@ impl CommandRunner {
         if !host.is_local() && self.monitor.state(&host.name) == Some(HostState::Offline) {
             return RunOutcome::HostOffline { judgement: j };
         }
-        if let Err(retry_after_seconds) = self.take_rate_slot(&action) {
-            return RunOutcome::RateLimited {
-                judgement: j,
-                action,
-                retry_after_seconds,
-            };
-        }
-        if let Err(retry_after_seconds) = self.breaker_allows(&host.name, &action) {
-            return RunOutcome::CircuitOpen {
-                judgement: j,
-                action,
-                retry_after_seconds,
-            };
+        // Limits and breakers are shared by the replicas through the database; when it
+        // cannot be read, nothing runs.
+        let now = now_ms();
+        let limits = async {
+            let slot = self
+                .store
+                .take_rate_slot(&action, self.rate_limit_per_minute, now)
+                .await?;
+            let breaker = self.store.breaker(&host.name, &action).await?;
+            Ok::<_, StoreError>((slot, breaker.allows(now)))
+        };
+        match limits.await {
+            Ok((Err(retry_after_seconds), _)) => {
+                return RunOutcome::RateLimited {
+                    judgement: j,
+                    action,
+                    retry_after_seconds,
+                };
+            }
+            Ok((Ok(()), Err(retry_after_seconds))) => {
+                return RunOutcome::CircuitOpen {
+                    judgement: j,
+                    action,
+                    retry_after_seconds,
+                };
+            }
+            Ok((Ok(()), Ok(()))) => {}
+            Err(e) => {
+                return RunOutcome::Failed {
+                    judgement: j,
+                    error: format!(
+                        "cannot check the rate limit and circuit breaker ({e}); not run"
+                    ),
+                };
+            }
         }
         // One state-changing command per host and target at a time.
         let lock = (j.verdict == Verdict::Allowed)
@@ -711,7 +651,7 @@ impl CommandRunner {
         };
         match result {
             Ok(o) => {
-                self.breaker_record(&host.name, &action, o.success());
+                self.breaker_record(&host.name, &action, o.success()).await;
                 tracing::info!(host = %host.name, rule = %j.rule, exit_code = ?o.exit_code, timed_out = o.timed_out, duration_ms = o.duration.as_millis() as u64, "Command executed.");
                 self.audit(AuditRow {
                     exit_code: o.exit_code.map(i64::from),
@@ -735,7 +675,7 @@ impl CommandRunner {
                 }
             }
             Err(e) => {
-                self.breaker_record(&host.name, &action, false);
+                self.breaker_record(&host.name, &action, false).await;
                 self.audit(AuditRow {
                     detail: format!("failed: {e}"),
                     ..executed

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_approval_explanation"),
     migration!(7, "0007_parked_events"),
     migration!(8, "0008_notifications"),
+    migration!(9, "0009_limits"),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

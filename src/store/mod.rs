@@ -134,7 +134,9 @@ pub struct AlertFilter {
 /// The storage operations Jarvis needs. Async trait objects so the app can hold one
 /// `Arc<dyn Store>` whatever the backend.
 #[async_trait]
-pub trait Store: RemediationStore + LlmStore + OutboxStore + Send + Sync + 'static {
+pub trait Store:
+    RemediationStore + LlmStore + OutboxStore + LimitsStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
     /// Cheap reachability check.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -281,6 +283,8 @@ macro_rules! on_pool {
     };
 }
 
+mod limits;
+pub use limits::LimitsStore;
 mod outbox;
 pub use outbox::{DeliveryRow, DueDelivery, NotificationRow, OutboxItem, OutboxStore};
 mod llm;

@@ -1044,6 +1044,7 @@ impl RemediationStore for SqlStore {
                 // Deliveries go with their notification; a pending one is kept.
                 (&mut 0, "DELETE FROM notification_deliveries WHERE notification_id IN (SELECT id FROM \
                     notifications WHERE created_at < $1) AND state <> 'pending'".to_owned()),
+                (&mut 0, sql("rate_events", "at", "")),
                 (&mut out.notifications, sql("notifications", "created_at",
                     " AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = notifications.id)")),
             ] {

@@ -173,7 +173,17 @@ async fn not_found() -> ApiError {
 async fn health(State(s): State<AppState>) -> Json<Value> {
     let db = s.storage.db_connected();
     let maintenance = db && matches!(s.maintenance.active().await, Ok(w) if !w.is_empty());
-    let (limit, usage) = s.runner.rate_usage();
+    // Limits live in the database: with it away, /health answers at once without them.
+    let (limit, usage) = if db {
+        s.runner.rate_usage().await
+    } else {
+        (s.config.safety.rate_limit_per_minute, Default::default())
+    };
+    let open_breakers = if db {
+        s.runner.open_breakers().await.len()
+    } else {
+        0
+    };
     let offline: Vec<String> = s
         .hosts
         .snapshot()
@@ -191,7 +201,7 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
         "llm_state": if s.config.llm.provider == "none" { json!({"state": "disabled"}) } else { s.llm.snapshot() },
         "spooled_alerts": s.storage.spooled_events(),
         "hosts_offline": offline,
-        "open_circuit_breakers": s.runner.open_breakers().len(),
+        "open_circuit_breakers": open_breakers,
         "rate_limit_per_minute": limit,
         "commands_last_minute": usage,
     }))
@@ -366,7 +376,7 @@ async fn list_alerts(
 
 async fn list_hosts(_auth: RequireAuth, State(s): State<AppState>) -> Json<Value> {
     let health = s.hosts.snapshot();
-    let breakers = s.runner.open_breakers();
+    let breakers = s.runner.open_breakers().await;
     let hosts: Vec<Value> = s
         .config
         .hosts

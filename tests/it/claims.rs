@@ -131,3 +131,48 @@ both_backends! {
         }
     }
 }
+
+/// Issue 11 §2: three replicas on one PostgreSQL share one rate limit: with a limit of
+/// 4 per minute, 12 commands sent round-robin run 4 times in all, not 4 per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_for_the_cluster() {
+    let Some(env) = TestEnv::new(Backend::Postgres).await else {
+        return;
+    };
+    let mut apps = Vec::new();
+    for i in 0..3 {
+        let mut c = env.config();
+        c.cluster.replica_id = format!("replica-{i}");
+        c.safety.rate_limit_per_minute = 4;
+        c.hosts = vec![jarvis::config::HostConfig {
+            name: "here".into(),
+            address: "local".into(),
+            ..jarvis::config::HostConfig::default()
+        }];
+        apps.push(TestApp::start(c).await);
+    }
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for i in 0..12 {
+        let (code, v) = apps[i % 3]
+            .api_post("/commands", r#"{"host": "here", "command": "uptime"}"#)
+            .await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        *outcomes
+            .entry(v["outcome"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(outcomes.get("completed"), Some(&4), "{outcomes:?}");
+    assert_eq!(outcomes.get("rate_limited"), Some(&8), "{outcomes:?}");
+    // Every replica reports the same usage.
+    for app in &apps {
+        let h = app.health().await;
+        let usage: usize = h["commands_last_minute"]
+            .as_object()
+            .map(|u| u.values().map(|n| n.as_u64().unwrap() as usize).sum())
+            .unwrap_or(0);
+        assert_eq!(usage, 4, "{h}");
+    }
+    for app in apps {
+        app.stop().await;
+    }
+}
