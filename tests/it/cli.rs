@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::support::proxy::{DbProxy, target_of};
 use crate::support::{PASSWORD, USER, eventually, fresh_postgres_url, payload};
 
-fn jarvis(cwd: &Path) -> Command {
+pub(crate) fn jarvis(cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_jarvis"));
     c.current_dir(cwd);
     // A clean environment: no stray configuration from the developer's shell.
@@ -31,14 +31,14 @@ fn jarvis(cwd: &Path) -> Command {
 }
 
 /// A `jarvis serve` child process with its output collected.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     addr: String,
     output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
-    fn start(mut cmd: Command) -> Self {
+    pub(crate) fn start(mut cmd: Command) -> Self {
         jarvis::install_crypto_provider();
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("jarvis starts");
@@ -89,7 +89,7 @@ impl Served {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -103,7 +103,7 @@ impl Served {
     }
 
     /// SIGTERM, then the exit code.
-    fn terminate(mut self) -> (i32, Vec<String>) {
+    pub(crate) fn terminate(mut self) -> (i32, Vec<String>) {
         self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
@@ -120,7 +120,7 @@ impl Served {
         )
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.signal("-KILL");
         let _ = self.child.wait();
     }
@@ -136,7 +136,7 @@ impl Drop for Served {
     }
 }
 
-fn write_config(dir: &Path, db_url: &str, extra: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, db_url: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("jarvis.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\nspool_dir = \"{}\"\nconnect_timeout_seconds = 1\n[webhook]\npassword = \"{PASSWORD}\"\n{extra}",
@@ -419,7 +419,7 @@ async fn stored(served: &Served) -> std::collections::HashSet<String> {
         .collect()
 }
 
-fn serve_cmd(dir: &Path, config: &Path) -> Command {
+pub(crate) fn serve_cmd(dir: &Path, config: &Path) -> Command {
     let mut c = jarvis(dir);
     c.args(["serve", "--config"]).arg(config);
     c

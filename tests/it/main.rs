@@ -7,6 +7,7 @@ mod real_alertmanager;
 
 mod agent;
 mod approvals;
+mod chaos;
 mod claims;
 mod cli;
 mod drills;
