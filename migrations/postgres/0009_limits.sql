@@ -13,3 +13,12 @@ CREATE TABLE circuit_breakers (
     opened_at BIGINT,
     PRIMARY KEY (host, action)
 );
+-- Host availability, decided once for the cluster (a transition is announced by the
+-- replica that makes it).
+CREATE TABLE host_health (
+    host                 TEXT PRIMARY KEY,
+    status               TEXT NOT NULL,
+    consecutive_failures BIGINT NOT NULL DEFAULT 0,
+    last_change          BIGINT NOT NULL,
+    last_error           TEXT
+);

@@ -127,6 +127,23 @@ impl HostMonitor {
         }
     }
 
+    /// Takes what other replicas decided (called by the probe loop every second).
+    pub async fn refresh(&self) {
+        let Ok(stored) = self.store.hosts_health().await else {
+            return;
+        };
+        let mut map = self.health.write().expect("not poisoned");
+        for (host, h) in stored {
+            if let Some(mine) = map.get_mut(&host) {
+                if mine.status != h.status {
+                    self.metrics
+                        .set_host_up(&host, h.status == HostState::Online);
+                }
+                *mine = h;
+            }
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, HostHealth> {
         self.health.read().expect("not poisoned").clone()
     }
@@ -140,15 +157,29 @@ impl HostMonitor {
     }
 
     /// Records the outcome of a connection to `host` (a probe, or a command's connect).
+    /// The state is decided in the database, so replicas agree on it and a change is
+    /// announced once, by the replica that makes it; with the database away, this
+    /// replica decides alone.
     pub async fn observe(&self, host: &str, ok: Result<(), &str>) -> Option<Transition> {
         let now = now_ms();
+        let shared = self.store.observe_host(host, ok, now).await;
         let transition = {
             let mut map = self.health.write().expect("not poisoned");
             let h = map
                 .entry(host.to_owned())
                 .or_insert_with(|| HostHealth::new(now));
-            let from = h.status;
-            h.observe(ok, now).map(|to| Transition {
+            let changed = match shared {
+                Ok((stored, changed)) => {
+                    *h = stored;
+                    changed.map(|from| (from, h.status))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, host, "Cannot share host health; deciding locally.");
+                    let from = h.status;
+                    h.observe(ok, now).map(|to| (from, to))
+                }
+            };
+            changed.map(|(from, to)| Transition {
                 host: host.to_owned(),
                 from,
                 to,
@@ -207,6 +238,7 @@ pub async fn run_probes(
 ) {
     let mut last_probe: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
     loop {
+        monitor.refresh().await;
         let now = tokio::time::Instant::now();
         for (host, health) in monitor.snapshot() {
             let every = match health.status {

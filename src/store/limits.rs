@@ -1,5 +1,5 @@
-//! Storage for rate limits and circuit breakers (the decisions are in
-//! `exec::limits`). On PostgreSQL each read-decide-write runs in a transaction under
+//! Storage for rate limits, circuit breakers and host availability (the decisions
+//! are in `exec::limits` and `exec::monitor`). On PostgreSQL each read-decide-write runs in a transaction under
 //! an advisory lock on its key, so replicas take turns and the limit holds for the
 //! cluster; on SQLite the one writer does the same.
 
@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use super::{Pool, SqlStore, StoreError, fingerprint_lock_key};
 use crate::exec::limits::{Breaker, OpenBreaker, RATE_WINDOW_MS, rate_slot};
+use crate::exec::monitor::{HostHealth, HostState};
 
 #[async_trait]
 pub trait LimitsStore: Send + Sync {
@@ -32,6 +33,61 @@ pub trait LimitsStore: Send + Sync {
     /// Commands started per action in the last minute.
     async fn rate_usage(&self, now: i64) -> Result<BTreeMap<String, usize>, StoreError>;
     async fn open_breakers(&self, now: i64) -> Result<Vec<OpenBreaker>, StoreError>;
+    /// Records a connection outcome for `host`: its health after it, and the state
+    /// it left when this changed it (so only one replica announces a change).
+    async fn observe_host(
+        &self,
+        host: &str,
+        ok: Result<(), &str>,
+        now: i64,
+    ) -> Result<(HostHealth, Option<HostState>), StoreError>;
+    /// Every host's stored health.
+    async fn hosts_health(&self) -> Result<Vec<(String, HostHealth)>, StoreError>;
+}
+
+type HealthRow = (String, String, i64, i64, Option<String>);
+
+fn health_of((_, status, failures, last_change, last_error): &HealthRow) -> HostHealth {
+    HostHealth {
+        status: match status.as_str() {
+            "online" => HostState::Online,
+            "offline" => HostState::Offline,
+            _ => HostState::Checking,
+        },
+        consecutive_failures: u32::try_from(*failures).unwrap_or(u32::MAX),
+        last_change: *last_change,
+        last_error: last_error.clone(),
+    }
+}
+
+macro_rules! observe_host_tx {
+    ($backend:ident, $p:expr, $host:expr, $ok:expr, $now:expr) => {{
+        let mut tx = $p.begin().await?;
+        take_turn!($backend, tx, &format!("host:{}", $host));
+        let row: Option<HealthRow> = sqlx::query_as(
+            "SELECT host, status, consecutive_failures, last_change, last_error FROM host_health WHERE host = $1",
+        )
+        .bind($host)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut h = row.as_ref().map_or_else(|| HostHealth::new($now), health_of);
+        let from = h.status;
+        let changed = h.observe($ok, $now).map(|_| from);
+        sqlx::query(
+            "INSERT INTO host_health (host, status, consecutive_failures, last_change, last_error) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (host) DO UPDATE SET status = $2, \
+             consecutive_failures = $3, last_change = $4, last_error = $5",
+        )
+        .bind($host)
+        .bind(h.status.as_str())
+        .bind(i64::from(h.consecutive_failures))
+        .bind(h.last_change)
+        .bind(&h.last_error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        (h, changed)
+    }};
 }
 
 /// Serializes replicas on one key within a PostgreSQL transaction (a no-op on SQLite,
@@ -189,5 +245,29 @@ impl LimitsStore for SqlStore {
                 })
             })
             .collect())
+    }
+
+    async fn observe_host(
+        &self,
+        host: &str,
+        ok: Result<(), &str>,
+        now: i64,
+    ) -> Result<(HostHealth, Option<HostState>), StoreError> {
+        let _turn = self.write_turn().await;
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => observe_host_tx!(Sqlite, p, host, ok, now),
+            Pool::Postgres(p) => observe_host_tx!(Postgres, p, host, ok, now),
+        })
+    }
+
+    async fn hosts_health(&self) -> Result<Vec<(String, HostHealth)>, StoreError> {
+        let rows: Vec<HealthRow> = on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT host, status, consecutive_failures, last_change, last_error FROM host_health",
+            )
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows.iter().map(|r| (r.0.clone(), health_of(r))).collect())
     }
 }

@@ -176,3 +176,48 @@ async fn the_rate_limit_holds_for_the_cluster() {
         app.stop().await;
     }
 }
+
+/// Issue 11 §2: host availability is decided once for the cluster. Two replicas probe
+/// a host that is down; it goes offline for both, and only one "offline" message is
+/// written, however many probes failed on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_agree_on_an_offline_host_and_announce_it_once() {
+    let Some(env) = TestEnv::new(Backend::Postgres).await else {
+        return;
+    };
+    let Some(mut sshd) = crate::support::sshd::Sshd::start() else {
+        return;
+    };
+    let host = sshd.host("box");
+    sshd.stop();
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        let mut c = env.config();
+        c.cluster.replica_id = format!("replica-{i}");
+        c.hosts = vec![host.clone()];
+        c.monitor.online_probe_seconds = 1;
+        c.monitor.offline_probe_seconds = 1;
+        apps.push(TestApp::start(c).await);
+    }
+    for app in &apps {
+        eventually("the host is offline", Duration::from_secs(30), || async {
+            let (_, hosts) = app.get("/hosts").await;
+            let h = hosts["hosts"][0].clone();
+            // Both replicas have kept probing well past the change.
+            (h["status"] == "offline" && h["consecutive_failures"].as_u64() >= Some(8))
+                .then_some(())
+        })
+        .await;
+    }
+    let (_, n) = apps[0].get("/notifications").await;
+    let offline: Vec<&Value> = n["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "host_offline")
+        .collect();
+    assert_eq!(offline.len(), 1, "{n}");
+    for app in apps {
+        app.stop().await;
+    }
+}
