@@ -193,13 +193,12 @@ impl HostMonitor {
             })
         };
         if let Some(t) = &transition {
-            self.metrics.set_host_up(&t.host, t.to == HostState::Online);
-            match t.to {
-                HostState::Offline => {
-                    tracing::error!(host = %t.host, reason = %t.reason, "Host offline; its alerts are suppressed until it answers.")
-                }
-                _ => tracing::info!(host = %t.host, "Host online."),
+            crate::events::HostStateChanged {
+                host: &t.host,
+                to: t.to,
+                reason: &t.reason,
             }
+            .emit(&self.metrics);
             // From `checking` to online is start-up, not news.
             if let Some(n) = self.notify.get()
                 && !(t.from == HostState::Checking && t.to == HostState::Online)

@@ -303,10 +303,13 @@ impl CommandRunner {
                 req.previously_verified,
             )
             .await;
-        tracing::info!(host = %host.name, source = req.source.as_str(), verdict = %j.verdict, rule = %j.rule, "Command judged.");
-        if let Some(m) = &self.metrics {
-            m.command_judged(j.verdict, req.source);
+        crate::events::CommandJudged {
+            host: &host.name,
+            source: req.source,
+            verdict: j.verdict,
+            rule: &j.rule,
         }
+        .emit(self.metrics.as_deref());
         self.audit(AuditRow {
             kind: "judged".into(),
             source: req.source.as_str().into(),

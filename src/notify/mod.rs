@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NotifyConfig;
 use crate::domain::ids::{new_id, now_ms};
+use crate::events::NotificationDelivered;
 use crate::metrics::Metrics;
 use crate::store::{DueDelivery, OutboxItem, Store};
 
@@ -541,7 +542,13 @@ async fn send_batch(
     let retry_at = |d: Duration| now_ms() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     match sink.send(&m).await {
         Ok(()) => {
-            metrics.notification(name, true);
+            NotificationDelivered {
+                sink: name,
+                id: &m.id,
+                carried: ids.len(),
+                failed: None,
+            }
+            .emit(metrics);
             record(store.mark_delivered(name, &ids, now_ms()).await);
         }
         Err(SendError::RetryAfter(d)) => {
@@ -555,9 +562,15 @@ async fn send_batch(
             record(store.mark_retry(name, &ids, Some(at), &e).await);
         }
         Err(e) => {
-            tracing::warn!(sink = name, error = %e, tries, "Notification not delivered; marked failed (check the sink's URL).");
-            metrics.notification(name, false);
-            record(store.mark_retry(name, &ids, None, &e.to_string()).await);
+            let why = e.to_string();
+            NotificationDelivered {
+                sink: name,
+                id: &m.id,
+                carried: ids.len(),
+                failed: Some(&why),
+            }
+            .emit(metrics);
+            record(store.mark_retry(name, &ids, None, &why).await);
         }
     }
 }

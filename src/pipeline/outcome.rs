@@ -6,7 +6,7 @@ use super::remediate::{Ctx, Remediator};
 use super::step::short;
 use crate::domain::alert::AlertState;
 use crate::domain::ids::now_ms;
-use crate::metrics::RemediationStatus;
+use crate::events::{AlertSuppressed, Ending, RemediationFinished};
 use crate::notify::{Kind, Message};
 use crate::store::{RemediationFilter, RemediationRow};
 
@@ -87,8 +87,6 @@ impl Remediator {
         {
             tracing::warn!(error = %e, "Cannot record the escalation cooldown.");
         }
-        self.metrics
-            .remediation(&ctx.event.alertname, RemediationStatus::Escalated);
         let (kind, title) = if state == AlertState::Failed {
             (Kind::Failed, "Failed")
         } else {
@@ -107,7 +105,13 @@ impl Remediator {
             m = m.field(k, v);
         }
         let note = self.notify.outbox(&m, Some(&ctx.event.id));
-        tracing::warn!(alert = %ctx.event.alertname, fingerprint = %ctx.event.fingerprint, %reason, "Escalated to a person.");
+        RemediationFinished {
+            alert: &ctx.event.alertname,
+            fingerprint: &ctx.event.fingerprint,
+            ending: Ending::Escalated,
+            reason: &reason,
+        }
+        .emit(&self.metrics);
         // A review for the person, in the background (the planner may call an LLM).
         let (planner, id, name, why) = (
             self.planner.clone(),
@@ -121,9 +125,11 @@ impl Remediator {
     }
 
     pub(super) fn suppressed(&self, ctx: &Ctx<'_>, reason: String) -> Disposition {
-        self.metrics.alert_suppressed(&reason);
-        self.metrics
-            .remediation(&ctx.event.alertname, RemediationStatus::Skipped);
+        AlertSuppressed {
+            alert: &ctx.event.alertname,
+            reason: &reason,
+        }
+        .emit(&self.metrics);
         let host = ctx.host.as_deref();
         let root = match reason.as_str() {
             "host_offline" => format!("host {} offline", host.unwrap_or("?")),
@@ -149,8 +155,13 @@ impl Remediator {
             .store
             .close_incidents(&ctx.event.fingerprint, now_ms())
             .await;
-        self.metrics
-            .remediation(&ctx.event.alertname, RemediationStatus::Success);
+        RemediationFinished {
+            alert: &ctx.event.alertname,
+            fingerprint: &ctx.event.fingerprint,
+            ending: Ending::Fixed,
+            reason: &message,
+        }
+        .emit(&self.metrics);
         let attempts = self.attempts_of(ctx).await;
         let last = attempts.last();
         let title = if verified {

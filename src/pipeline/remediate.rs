@@ -34,7 +34,7 @@ use crate::exec::resolve_host;
 use crate::exec::runner::CommandRunner;
 use crate::integrations::prometheus::Prometheus;
 use crate::learn::library;
-use crate::metrics::{Metrics, RemediationStatus};
+use crate::metrics::Metrics;
 use crate::notify::Notifications;
 use crate::store::{AlertEventRow, Store};
 
@@ -214,8 +214,13 @@ impl Remediator {
             Triage::Proceed => {}
             Triage::Suppress(reason) => return self.suppressed(ctx, reason),
             Triage::Deduplicate(reason) => {
-                self.metrics
-                    .remediation(&event.alertname, RemediationStatus::Skipped);
+                crate::events::RemediationFinished {
+                    alert: &event.alertname,
+                    fingerprint: &event.fingerprint,
+                    ending: crate::events::Ending::Deduplicated,
+                    reason: &reason,
+                }
+                .emit(&self.metrics);
                 return Disposition::done(AlertState::Deduplicated, reason);
             }
             Triage::Escalate(reason) => {
@@ -277,8 +282,11 @@ impl Remediator {
                     return self.fixed(ctx, verified, message).await;
                 }
                 AttemptEnd::Failed(f) => {
-                    self.metrics
-                        .remediation(&ctx.event.alertname, RemediationStatus::Failure);
+                    crate::events::AttemptFailed {
+                        alert: &ctx.event.alertname,
+                        reason: &f,
+                    }
+                    .emit(&self.metrics);
                     used += 1;
                     last_failure = Some(f);
                 }
