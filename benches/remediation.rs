@@ -77,7 +77,7 @@ async fn finished(store: &SqlStore, alert_name: &str) -> Vec<RemediationRow> {
         .await
         .unwrap()
         .into_iter()
-        .filter(|r| r.status != "running")
+        .filter(|r| r.status != jarvis::store::AttemptStatus::Running)
         .collect()
 }
 

@@ -137,7 +137,7 @@ async fn run() {
     server.await.unwrap().unwrap();
     let mut by_state = std::collections::BTreeMap::new();
     for e in &all {
-        *by_state.entry(e.state.clone()).or_insert(0usize) += 1;
+        *by_state.entry(e.state.to_string()).or_insert(0usize) += 1;
     }
     println!(
         "# Alert storm: {ALERTS} alerts from {RULES} rules, batches of {BATCH}, SQLite, no hosts"

@@ -103,7 +103,8 @@ impl fmt::Display for Fingerprint {
 }
 
 /// Whether Alertmanager says the alert is firing or resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
     Firing,
     Resolved,
@@ -222,6 +223,34 @@ impl NewAlertEvent {
 }
 
 /// A label set from pairs, for tests.
+/// Stored as TEXT: read back through these, so a row with an unknown value is a
+/// decode error, never a silent default.
+impl TryFrom<String> for AlertStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl TryFrom<String> for AlertState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl std::fmt::Display for AlertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn labels(pairs: &[(&str, &str)]) -> LabelSet {
     pairs

@@ -16,7 +16,7 @@ use super::{CommandOutput, ExecError, local};
 use crate::config::{Config, HostConfig};
 use crate::domain::ids::{new_id, now_ms};
 use crate::safety::{self, Context, Judgement, Policy, Source, Verdict};
-use crate::store::{ApprovalRow, AuditRow, Store, StoreError};
+use crate::store::{ApprovalRow, ApprovalStatus, AuditRow, Store, StoreError};
 
 /// Longest a judgement may take (they take microseconds).
 const JUDGE_DEADLINE: Duration = Duration::from_secs(2);
@@ -229,7 +229,7 @@ impl CommandRunner {
     ) -> AuditRow {
         AuditRow {
             kind: kind.into(),
-            source: a.source.clone(),
+            source: a.source.as_str().into(),
             verdict: verdict.into(),
             rule: rule.into(),
             host: a.host.clone(),
@@ -330,12 +330,12 @@ impl CommandRunner {
                     id: new_id(),
                     host: host.name.clone(),
                     command: req.command.clone(),
-                    source: req.source.as_str().into(),
+                    source: req.source,
                     verdict: j.verdict.as_str().into(),
                     rule: j.rule.clone(),
                     reason: j.reason.clone(),
                     digest: approval_digest(&host.name, &req.command),
-                    status: "pending".into(),
+                    status: ApprovalStatus::Pending,
                     requested_by: req.requested_by.clone(),
                     alert_event_id: req.alert_event_id.clone(),
                     requested_at: now,
@@ -387,7 +387,7 @@ impl CommandRunner {
             return Err(RunError::Tampered(id.into()));
         }
         let host = self.host(&a.host)?.clone();
-        let source = Source::parse(&a.source).unwrap_or(Source::Llm);
+        let source = a.source;
         let (j, _) = self
             .judge_bounded(&a.command, &host.name, source, false)
             .await;
@@ -509,8 +509,8 @@ impl CommandRunner {
             .get_approval(id)
             .await?
             .ok_or_else(|| RunError::NotFound(id.into()))?;
-        if a.status != "pending" {
-            return Err(RunError::AlreadyDecided(id.into(), a.status));
+        if a.status != ApprovalStatus::Pending {
+            return Err(RunError::AlreadyDecided(id.into(), a.status.to_string()));
         }
         if a.expires_at <= now_ms() {
             self.expire_overdue().await?;
@@ -521,8 +521,8 @@ impl CommandRunner {
 
     async fn why_not_pending(&self, id: &str) -> RunError {
         match self.store.get_approval(id).await {
-            Ok(Some(a)) if a.status == "pending" => RunError::Expired(id.into()),
-            Ok(Some(a)) => RunError::AlreadyDecided(id.into(), a.status),
+            Ok(Some(a)) if a.status == ApprovalStatus::Pending => RunError::Expired(id.into()),
+            Ok(Some(a)) => RunError::AlreadyDecided(id.into(), a.status.to_string()),
             Ok(None) => RunError::NotFound(id.into()),
             Err(e) => e.into(),
         }

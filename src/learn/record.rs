@@ -6,7 +6,7 @@ use super::patterns::PatternDef;
 use crate::domain::alert::LabelSet;
 use crate::domain::ids::new_id;
 use crate::pipeline::plan::Plan;
-use crate::store::{FailureRow, RemediationRow, Store};
+use crate::store::{AttemptStatus, FailureRow, RemediationRow, Store};
 
 fn short(s: &str, max: usize) -> String {
     crate::notify::sinks::truncate(s.trim(), max)
@@ -22,7 +22,8 @@ pub async fn learn(
     labels: &LabelSet,
     now: i64,
 ) {
-    let learnable = matches!(row.status.as_str(), "success" | "failure") && row.counts_as_attempt;
+    let learnable = matches!(row.status, AttemptStatus::Success | AttemptStatus::Failure)
+        && row.counts_as_attempt;
     if !learnable {
         return;
     }

@@ -19,7 +19,7 @@ use crate::exec::runner::{RunOutcome, RunRequest};
 use crate::learn::library;
 use crate::notify::{Kind, Message};
 use crate::safety::Source;
-use crate::store::{ApprovalRow, RemediationRow, SnapshotRow};
+use crate::store::{ApprovalRow, ApprovalStatus, AttemptStatus, RemediationRow, SnapshotRow};
 
 /// An attempt in progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,12 +76,12 @@ pub fn approval_step(
         .as_deref()
         .map(|b| format!(" by {b}"))
         .unwrap_or_default();
-    match a.status.as_str() {
-        "pending" if now >= a.expires_at => Ok(StepOutcome::NotApproved {
+    match a.status {
+        ApprovalStatus::Pending if now >= a.expires_at => Ok(StepOutcome::NotApproved {
             why: format!("approval {id} expired undecided"),
         }),
-        "pending" => Err(a.expires_at),
-        "approved" => match &a.output {
+        ApprovalStatus::Pending => Err(a.expires_at),
+        ApprovalStatus::Approved => match &a.output {
             Some(output) => Ok(StepOutcome::Approved {
                 exit_code: a.exit_code,
                 output: output.clone(),
@@ -141,13 +141,13 @@ impl Remediator {
             alert_name: ctx.event.alertname.clone(),
             alert_instance: ctx.event.instance.clone().unwrap_or_default(),
             host: host.clone(),
-            source: plan.source.as_str().into(),
+            source: plan.source,
             pattern_id: plan.pattern_id.clone(),
             symptom: ctx.symptom.clone(),
             commands_sig: library::commands_sig(&plan.changes()),
             commands_executed: "[]".into(),
             output: String::new(),
-            status: "running".into(),
+            status: AttemptStatus::Running,
             counts_as_attempt: true,
             success: false,
             verified: false,
@@ -292,7 +292,7 @@ impl Remediator {
         by: By,
     ) -> Flow {
         if let Ok(Some(mut row)) = self.store.get_remediation(&run.remediation_id).await {
-            row.status = "awaiting_approval".into();
+            row.status = AttemptStatus::AwaitingApproval;
             row.commands_executed = serde_json::to_string(&run.log.executed).unwrap_or_default();
             let _ = self.store.update_remediation(&row).await;
         }
@@ -378,7 +378,8 @@ impl Remediator {
                         row.counts_as_attempt = false;
                         row.error_message =
                             format!("resolved before approval {approval_id} was decided");
-                        self.close(ctx, &mut row, &run.plan, "superseded").await;
+                        self.close(ctx, &mut row, &run.plan, AttemptStatus::Superseded)
+                            .await;
                     }
                     return Flow::Leave(Disposition::done(
                         AlertState::Resolved,
@@ -400,7 +401,7 @@ impl Remediator {
             Next::Stop => self.conclude(ctx, run).await,
             Next::Continue | Next::AwaitApproval { .. } => {
                 if let Ok(Some(mut row)) = self.store.get_remediation(&run.remediation_id).await {
-                    row.status = "running".into();
+                    row.status = AttemptStatus::Running;
                     let _ = self.store.update_remediation(&row).await;
                 }
                 self.drive(ctx, run).await
@@ -421,18 +422,21 @@ impl Remediator {
                 row.error_message = reason.clone();
                 // A person said no, or the host went away: nothing was tried to the end.
                 row.counts_as_attempt = state != AlertState::Suppressed;
-                self.close(ctx, &mut row, &run.plan, "failure").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Failure)
+                    .await;
                 AttemptEnd::Stop { state, reason }
             }
             Ending::Failed(f) => {
                 row.error_message = f.clone();
-                self.close(ctx, &mut row, &run.plan, "failure").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Failure)
+                    .await;
                 AttemptEnd::Failed(f)
             }
             Ending::DiagnosticOnly => {
                 row.counts_as_attempt = false;
                 row.success = true;
-                self.close(ctx, &mut row, &run.plan, "diagnostic").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Diagnostic)
+                    .await;
                 AttemptEnd::Stop {
                     state: AlertState::Escalated,
                     reason: format!(
@@ -445,14 +449,15 @@ impl Remediator {
                 row.success = true;
                 row.verification_message =
                     "not verified: Prometheus is not configured (success by exit status)".into();
-                self.close(ctx, &mut row, &run.plan, "success").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Success)
+                    .await;
                 AttemptEnd::Fixed {
                     verified: false,
                     message: row.verification_message.clone(),
                 }
             }
             Ending::Changed => {
-                row.status = "verifying".into();
+                row.status = AttemptStatus::Verifying;
                 let _ = self.store.update_remediation(&row).await;
                 self.set_state(
                     ctx,
@@ -475,14 +480,14 @@ impl Remediator {
         ctx: &Ctx<'_>,
         row: &mut RemediationRow,
         plan: &Plan,
-        status: &str,
+        status: AttemptStatus,
     ) {
         if row.finished_at.is_some() {
             // Closed before a crash cut the rest short: learn from it only once.
             return;
         }
         let now = now_ms();
-        row.status = status.into();
+        row.status = status;
         row.finished_at = Some(now);
         row.duration_seconds = (now - row.started_at) as f64 / 1000.0;
         if let Err(e) = self.store.update_remediation(row).await {
@@ -603,12 +608,12 @@ mod tests {
             id: "a1".into(),
             host: "h".into(),
             command: "c".into(),
-            source: "operator".into(),
+            source: Source::Operator,
             verdict: "approval_required".into(),
             rule: "r".into(),
             reason: "why".into(),
             digest: "d".into(),
-            status: status.into(),
+            status: ApprovalStatus::parse(status).unwrap(),
             requested_by: "pipeline".into(),
             alert_event_id: Some("e".into()),
             requested_at: 0,

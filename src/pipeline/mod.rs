@@ -111,7 +111,7 @@ impl Pipeline for RecordOnly {
             status = %event.status,
             "Alert recorded."
         );
-        if event.status == "resolved" {
+        if event.status == crate::domain::alert::AlertStatus::Resolved {
             Disposition::done(AlertState::Resolved, "resolved by Alertmanager")
         } else {
             Disposition::done(

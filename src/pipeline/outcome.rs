@@ -8,7 +8,7 @@ use crate::domain::alert::AlertState;
 use crate::domain::ids::now_ms;
 use crate::events::{AlertSuppressed, Ending, RemediationFinished};
 use crate::notify::{Kind, Message};
-use crate::store::{RemediationFilter, RemediationRow};
+use crate::store::{AttemptStatus, RemediationFilter, RemediationRow};
 
 /// " on <instance>", or nothing.
 fn on_instance(ctx: &Ctx<'_>) -> String {
@@ -44,7 +44,7 @@ impl Remediator {
     fn attempts_summary(attempts: &[RemediationRow]) -> Vec<(String, String)> {
         attempts
             .iter()
-            .filter(|a| a.status != "diagnostic" || !a.output.is_empty())
+            .filter(|a| a.status != AttemptStatus::Diagnostic || !a.output.is_empty())
             .take(10)
             .map(|a| {
                 let why = if a.error_message.is_empty() {
@@ -179,7 +179,10 @@ impl Remediator {
             short(&last.map(commands_of).unwrap_or_default().join("\n"), 1000),
         )
         .field("Host", last.map(|a| a.host.clone()).unwrap_or_default())
-        .field("Source", last.map(|a| a.source.clone()).unwrap_or_default());
+        .field(
+            "Source",
+            last.map(|a| a.source.to_string()).unwrap_or_default(),
+        );
         let note = self.notify.outbox(&m, Some(&ctx.event.id));
         Disposition::done(
             AlertState::Resolved,

@@ -27,7 +27,7 @@ use super::step::By;
 use super::triage::{self, Triage};
 use super::{Disposition, Pipeline};
 use crate::config::Config;
-use crate::domain::alert::{AlertState, LabelSet};
+use crate::domain::alert::{AlertState, AlertStatus, LabelSet};
 use crate::domain::ids::now_ms;
 use crate::exec::monitor::HostMonitor;
 use crate::exec::resolve_host;
@@ -188,7 +188,7 @@ impl Remediator {
         let event = ctx.event;
         // Resumed after a crash or takeover: settle what the last owner left.
         if unparked.is_none()
-            && (event.state != AlertState::Received.as_str() || event.reason.is_some())
+            && (event.state != AlertState::Received || event.reason.is_some())
             && let Some(d) = self.resume(ctx).await
         {
             return d;
@@ -343,7 +343,7 @@ fn decode(event: &AlertEventRow, field: &str, json: &str) -> Result<LabelSet, St
 #[async_trait]
 impl Pipeline for Remediator {
     async fn process(&self, event: &AlertEventRow) -> Disposition {
-        if event.status == "resolved" {
+        if event.status == AlertStatus::Resolved {
             return self.on_resolved(event).await;
         }
         let lock = self.lock_for(&event.fingerprint);

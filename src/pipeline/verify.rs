@@ -8,6 +8,7 @@ use super::{Disposition, Park};
 use crate::domain::alert::{AlertState, LabelSet};
 use crate::domain::ids::now_ms;
 use crate::integrations::prometheus::PromAlert;
+use crate::store::AttemptStatus;
 
 /// Where the alert is in Prometheus right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,8 @@ impl Remediator {
             Outcome::Resolved => {
                 row.success = true;
                 row.verified = true;
-                self.close(ctx, &mut row, &run.plan, "success").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Success)
+                    .await;
                 AttemptEnd::Fixed {
                     verified: true,
                     message,
@@ -154,11 +156,13 @@ impl Remediator {
             }
             Outcome::StillFiring => {
                 row.error_message = message.clone();
-                self.close(ctx, &mut row, &run.plan, "failure").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Failure)
+                    .await;
                 AttemptEnd::Failed(message)
             }
             Outcome::Unverifiable => {
-                self.close(ctx, &mut row, &run.plan, "unverifiable").await;
+                self.close(ctx, &mut row, &run.plan, AttemptStatus::Unverifiable)
+                    .await;
                 AttemptEnd::Stop {
                     state: AlertState::Failed,
                     reason: format!("the fix ran but {message}"),

@@ -81,6 +81,13 @@ pub enum Source {
     Manual,
 }
 
+impl TryFrom<String> for Source {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {

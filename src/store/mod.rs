@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::domain::alert::{AlertState, NewAlertEvent};
+use crate::domain::alert::{AlertState, AlertStatus, NewAlertEvent};
 
 pub use migrations::{MIGRATIONS, Migration};
 
@@ -54,7 +54,8 @@ impl Backend {
 pub struct AlertEventRow {
     pub id: String,
     pub fingerprint: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: AlertStatus,
     pub starts_at: i64,
     pub ends_at: Option<i64>,
     pub alertname: String,
@@ -66,7 +67,8 @@ pub struct AlertEventRow {
     pub generator_url: String,
     pub receiver: String,
     pub group_key: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: AlertState,
     pub reason: Option<String>,
     pub received_at: i64,
     pub updated_at: i64,
@@ -79,19 +81,76 @@ pub struct AlertEventRow {
     pub waiting: Option<String>,
 }
 
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    /// Re-judged as blocked when someone approved it.
+    Blocked,
+    /// Replaced (the alert resolved, or a restart cut its attempt short).
+    Superseded,
+}
+
+impl ApprovalStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Approved,
+        Self::Denied,
+        Self::Expired,
+        Self::Blocked,
+        Self::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Blocked => "blocked",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown approval status {s:?}"))
+    }
+}
+
+impl TryFrom<String> for ApprovalStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl std::fmt::Display for ApprovalStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A command held for a person's decision.
 #[derive(Debug, Clone, PartialEq, FromRow, serde::Serialize)]
 pub struct ApprovalRow {
     pub id: String,
     pub host: String,
     pub command: String,
-    pub source: String,
+    #[sqlx(try_from = "String")]
+    pub source: crate::safety::Source,
     pub verdict: String,
     pub rule: String,
     pub reason: String,
     pub digest: String,
-    /// pending, approved, denied, expired, blocked (re-judged as blocked on approval)
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ApprovalStatus,
     pub requested_by: String,
     pub alert_event_id: Option<String>,
     pub requested_at: i64,
@@ -291,8 +350,8 @@ mod llm;
 pub use llm::{FeedbackRow, LlmStore, LlmTotals, LlmUsageRow};
 mod remediation;
 pub use remediation::{
-    FailureRow, IncidentRow, MaintenanceRow, PatternRow, Purged, RemediationFilter, RemediationRow,
-    RemediationStore, SnapshotRow, Totals,
+    AttemptStatus, FailureRow, IncidentRow, MaintenanceRow, PatternRow, Purged, RemediationFilter,
+    RemediationRow, RemediationStore, SnapshotRow, Totals,
 };
 
 const EVENT_COLUMNS: &str = "id, fingerprint, status, starts_at, ends_at, alertname, instance, labels, \
@@ -719,12 +778,12 @@ impl Store for SqlStore {
             .bind(&a.id)
             .bind(&a.host)
             .bind(&a.command)
-            .bind(&a.source)
+            .bind(a.source.as_str())
             .bind(&a.verdict)
             .bind(&a.rule)
             .bind(&a.reason)
             .bind(&a.digest)
-            .bind(&a.status)
+            .bind(a.status.as_str())
             .bind(&a.requested_by)
             .bind(&a.alert_event_id)
             .bind(a.requested_at)

@@ -12,6 +12,73 @@ use sqlx::{FromRow, QueryBuilder};
 use super::{AlertEventRow, EVENT_COLUMNS, Pool, SqlStore, StoreError};
 use crate::domain::alert::AlertState;
 
+/// Where an attempt stands (remediation_log.status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Running,
+    AwaitingApproval,
+    Verifying,
+    Success,
+    Failure,
+    /// Cut short by a restart.
+    Interrupted,
+    /// The fix ran but Prometheus never showed the alert.
+    Unverifiable,
+    /// Only read-only commands ran (not an attempt).
+    Diagnostic,
+    /// Ended before anything ran (the alert resolved while it waited for approval).
+    Superseded,
+}
+
+impl AttemptStatus {
+    pub const ALL: [Self; 9] = [
+        Self::Running,
+        Self::AwaitingApproval,
+        Self::Verifying,
+        Self::Success,
+        Self::Failure,
+        Self::Interrupted,
+        Self::Unverifiable,
+        Self::Diagnostic,
+        Self::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Verifying => "verifying",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Interrupted => "interrupted",
+            Self::Unverifiable => "unverifiable",
+            Self::Diagnostic => "diagnostic",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown attempt status {s:?}"))
+    }
+}
+
+impl TryFrom<String> for AttemptStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl std::fmt::Display for AttemptStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One remediation attempt (remediation_log).
 #[derive(Debug, Clone, PartialEq, FromRow, Serialize)]
 pub struct RemediationRow {
@@ -21,8 +88,8 @@ pub struct RemediationRow {
     pub alert_name: String,
     pub alert_instance: String,
     pub host: String,
-    /// `pattern`, `hint`, `llm` or `manual`.
-    pub source: String,
+    #[sqlx(try_from = "String")]
+    pub source: crate::pipeline::plan::PlanSource,
     pub pattern_id: Option<String>,
     pub symptom: String,
     pub commands_sig: String,
@@ -30,9 +97,8 @@ pub struct RemediationRow {
     pub commands_executed: String,
     /// Short outputs of what ran.
     pub output: String,
-    /// `running`, `awaiting_approval`, `verifying`, `success`, `failure`, `interrupted`,
-    /// `unverifiable`, `diagnostic`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: AttemptStatus,
     /// Diagnostic-only runs (every command was read-only) are not attempts.
     pub counts_as_attempt: bool,
     pub success: bool,
@@ -458,13 +524,13 @@ impl RemediationStore for SqlStore {
             .bind(&r.alert_name)
             .bind(&r.alert_instance)
             .bind(&r.host)
-            .bind(&r.source)
+            .bind(r.source.as_str())
             .bind(&r.pattern_id)
             .bind(&r.symptom)
             .bind(&r.commands_sig)
             .bind(&r.commands_executed)
             .bind(&r.output)
-            .bind(&r.status)
+            .bind(r.status.as_str())
             .bind(r.counts_as_attempt)
             .bind(r.success)
             .bind(r.verified)
@@ -491,7 +557,7 @@ impl RemediationStore for SqlStore {
             .bind(&r.host)
             .bind(&r.commands_executed)
             .bind(&r.output)
-            .bind(&r.status)
+            .bind(r.status.as_str())
             .bind(r.counts_as_attempt)
             .bind(r.success)
             .bind(r.verified)

@@ -81,7 +81,7 @@ async fn app_state_of(env: &TestEnv, name: &str) -> String {
         .await
         .unwrap();
     store.close().await;
-    rows[0].state.clone()
+    rows[0].state.to_string()
 }
 
 /// A pipeline that never finishes.
@@ -382,4 +382,45 @@ async fn shutdown_waits_for_an_escalation_review_in_progress() {
         planner.reviewed.load(Ordering::SeqCst),
         "stop returned before the review finished"
     );
+}
+
+/// Issue 11 §5: a stored event whose labels cannot be read fails with a reason that
+/// names the row; it is not remediated as an alert without labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_unreadable_labels_fails_naming_the_row() {
+    use jarvis::store::{SqlStore, Store};
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let store =
+        SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    let path = env.db_url.trim_start_matches("sqlite://").to_owned();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO alert_events (id, fingerprint, status, starts_at, alertname, labels, annotations, \
+         state, received_at, updated_at) VALUES ('ev-1', 'fp-1', 'firing', 1, 'Broken', '{not json', '{}', \
+         'received', 1, 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let app = TestApp::start_remediating(env.config()).await;
+    let event = eventually("the event fails", Duration::from_secs(20), || async {
+        app.alerts("&alertname=Broken")
+            .await
+            .into_iter()
+            .find(|a| a["state"] == "failed")
+    })
+    .await;
+    let reason = event["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("alert event ev-1") && reason.contains("labels"),
+        "{reason}"
+    );
+    let (_, r) = app.get("/remediations?alert_name=Broken").await;
+    assert_eq!(r["count"], 0, "nothing was tried: {r}");
+    app.stop().await;
 }
