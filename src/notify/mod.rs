@@ -82,6 +82,10 @@ pub struct Message {
     pub url: Option<String>,
     /// Epoch milliseconds.
     pub at: i64,
+    /// A digest: the ids of the notifications it carries (a sink that dedupes can do
+    /// so per notification, since a digest resent after a crash may differ).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carries: Vec<String>,
 }
 
 impl Message {
@@ -94,6 +98,7 @@ impl Message {
             fields: Vec::new(),
             url: None,
             at: now_ms(),
+            carries: Vec::new(),
         }
     }
 
@@ -383,6 +388,7 @@ pub fn digest(mut batch: Vec<Message>) -> Message {
         body.push_str(&format!("… and {} more\n", batch.len() - 50));
     }
     m.id = id;
+    m.carries = batch.iter().map(|b| b.id.clone()).collect();
     m.body = body;
     m.fields = batch
         .iter()
@@ -583,9 +589,14 @@ mod tests {
     fn a_digest_of_one_is_that_message() {
         let m = Message::new(Kind::Fixed, "fixed", "ok");
         assert_eq!(digest(vec![m.clone()]), m);
-        let d = digest(vec![m.clone(), Message::new(Kind::Escalated, "esc", "why")]);
+        let e = Message::new(Kind::Escalated, "esc", "why");
+        let d = digest(vec![m.clone(), e.clone()]);
         assert_eq!(d.kind, Kind::Digest);
         assert!(d.body.contains("• fixed") && d.body.contains("• esc"));
         assert_eq!(d.fields, vec![("esc".to_owned(), "why".to_owned())]);
+        // It says what it carries, and the same batch keeps its id.
+        assert_eq!(d.carries, [m.id.clone(), e.id.clone()]);
+        assert_eq!(digest(vec![m.clone(), e.clone()]).id, d.id);
+        assert_ne!(digest(vec![e, m]).id, d.id);
     }
 }

@@ -235,6 +235,7 @@ mod tests {
             fields: (0..40).map(|i| (format!("f{i}"), long.clone())).collect(),
             url: Some("http://jarvis.lan/approvals".into()),
             at: 0,
+            carries: Vec::new(),
         };
         let b = discord_body(&m);
         let e = &b["embeds"][0];

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::Value;
 
+use crate::both_backends;
 use crate::support::{Backend, TestApp, TestEnv, eventually, payload};
 
 /// What a sink got: the `Idempotency-Key` header and the body.
@@ -74,73 +75,76 @@ fn delivery<'a>(n: &'a Value, sink: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {sink} delivery: {n}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undelivered_escalation_is_sent_after_a_restart_under_the_same_id() {
-    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
-    let (url, sink) = Sink::start(503).await;
-    let mut c = env.config();
-    c.notify.webhook.url = url;
-    c.notify.min_interval_ms = 0;
-    let mut app = TestApp::start_remediating(c.clone()).await;
-    // No host, no hint, no LLM: escalated, and the escalation is in the outbox.
-    assert_eq!(app.post_webhook(&payload(&["NobodyKnows"])).await.0, 200);
-    let pending = eventually(
-        "the escalation is tried",
-        Duration::from_secs(20),
-        || async {
-            outbox(&app).await.into_iter().find(|n| {
-                n["kind"] == "escalated" && delivery(n, "webhook")["attempts"].as_i64() >= Some(1)
-            })
-        },
-    )
-    .await;
-    let id = pending["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        delivery(&pending, "webhook")["state"],
-        "pending",
-        "{pending}"
-    );
-    assert!(
-        delivery(&pending, "webhook")["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("503"),
-        "{pending}"
-    );
-    let (_, alerts) = app.get("/alerts?alertname=NobodyKnows").await;
-    assert_eq!(alerts["alerts"][0]["state"], "escalated");
-    assert_eq!(pending["alert_event_id"], alerts["alerts"][0]["id"]);
-    app.stop_in_place().await;
-    assert!(sink.got().is_empty());
+both_backends! {
+    async fn an_undelivered_escalation_is_sent_after_a_restart_under_the_same_id(b: Backend) {
+        let Some(env) = TestEnv::new(b).await else {
+            return;
+        };
+        let (url, sink) = Sink::start(503).await;
+        let mut c = env.config();
+        c.notify.webhook.url = url;
+        c.notify.min_interval_ms = 0;
+        let mut app = TestApp::start_remediating(c.clone()).await;
+        // No host, no hint, no LLM: escalated, and the escalation is in the outbox.
+        assert_eq!(app.post_webhook(&payload(&["NobodyKnows"])).await.0, 200);
+        let pending = eventually(
+            "the escalation is tried",
+            Duration::from_secs(20),
+            || async {
+                outbox(&app).await.into_iter().find(|n| {
+                    n["kind"] == "escalated" && delivery(n, "webhook")["attempts"].as_i64() >= Some(1)
+                })
+            },
+        )
+        .await;
+        let id = pending["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            delivery(&pending, "webhook")["state"],
+            "pending",
+            "{pending}"
+        );
+        assert!(
+            delivery(&pending, "webhook")["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("503"),
+            "{pending}"
+        );
+        let (_, alerts) = app.get("/alerts?alertname=NobodyKnows").await;
+        assert_eq!(alerts["alerts"][0]["state"], "escalated");
+        assert_eq!(pending["alert_event_id"], alerts["alerts"][0]["id"]);
+        app.stop_in_place().await;
+        assert!(sink.got().is_empty());
 
-    // The sink is back; the restarted Jarvis delivers it, once, with the same id.
-    sink.status.store(200, Ordering::SeqCst);
-    let app = TestApp::start_remediating(c).await;
-    let sent = eventually(
-        "the escalation is delivered",
-        Duration::from_secs(30),
-        || async {
-            let got = sink.got();
-            (!got.is_empty()).then_some(got)
-        },
-    )
-    .await;
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(sent[0].0.as_deref(), Some(id.as_str()));
-    assert_eq!(sent[0].1["id"], id);
-    assert!(
-        sent[0].1["title"].as_str().unwrap().contains("NobodyKnows"),
-        "{sent:?}"
-    );
-    let n = eventually("delivery is recorded", Duration::from_secs(10), || async {
-        outbox(&app)
-            .await
-            .into_iter()
-            .find(|n| n["id"] == id && delivery(n, "webhook")["state"] == "delivered")
-    })
-    .await;
-    assert!(delivery(&n, "webhook")["delivered_at"].is_string());
-    app.stop().await;
+        // The sink is back; the restarted Jarvis delivers it, once, with the same id.
+        sink.status.store(200, Ordering::SeqCst);
+        let app = TestApp::start_remediating(c).await;
+        let sent = eventually(
+            "the escalation is delivered",
+            Duration::from_secs(30),
+            || async {
+                let got = sink.got();
+                (!got.is_empty()).then_some(got)
+            },
+        )
+        .await;
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0.as_deref(), Some(id.as_str()));
+        assert_eq!(sent[0].1["id"], id);
+        assert!(
+            sent[0].1["title"].as_str().unwrap().contains("NobodyKnows"),
+            "{sent:?}"
+        );
+        let n = eventually("delivery is recorded", Duration::from_secs(10), || async {
+            outbox(&app)
+                .await
+                .into_iter()
+                .find(|n| n["id"] == id && delivery(n, "webhook")["state"] == "delivered")
+        })
+        .await;
+        assert!(delivery(&n, "webhook")["delivered_at"].is_string());
+        app.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
