@@ -318,7 +318,8 @@ async fn drill_e_a_fix_that_does_not_work_escalates_once() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The alert is final and the outbox delivered all it holds: nothing more comes.
+    d.app.outbox_settled().await;
     let escalations = d
         .received
         .texts()

@@ -252,6 +252,22 @@ impl TestApp {
         json_of(resp).await
     }
 
+    /// Waits until no notification in the outbox is pending: everything the pipeline
+    /// wrote has been delivered (or given up on). With the alerts final, nothing more
+    /// will be sent for them: a "sent once" check needs no fixed sleep.
+    pub async fn outbox_settled(&self) {
+        eventually("the outbox is settled", Duration::from_secs(30), || async {
+            let (_, body) = self.get("/notifications?limit=1000").await;
+            body["notifications"]
+                .as_array()?
+                .iter()
+                .flat_map(|n| n["deliveries"].as_array().cloned().unwrap_or_default())
+                .all(|d| d["state"] != "pending")
+                .then_some(())
+        })
+        .await;
+    }
+
     pub async fn alerts(&self, query: &str) -> Vec<Value> {
         let (status, body) = self.get(&format!("/alerts?limit=1000{query}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
