@@ -7,7 +7,7 @@
 use super::remediate::{Ctx, Remediator, Waiting};
 use super::triage::{self, Facts};
 use super::{Disposition, Park};
-use crate::domain::alert::{AlertState, LabelSet};
+use crate::domain::alert::AlertState;
 use crate::domain::ids::{new_id, now_ms};
 use crate::exec::monitor::HostState;
 use crate::store::{AlertEventRow, IncidentRow, StoreError};
@@ -219,7 +219,10 @@ impl Remediator {
     async fn active_dependency(&self, deps: &[String]) -> Option<(String, String)> {
         let held = self.store.in_remediation(now_ms()).await.ok()?;
         held.into_iter().find_map(|e| {
-            let labels: LabelSet = serde_json::from_str(&e.labels).ok()?;
+            let labels = e
+                .label_set()
+                .map_err(|why| tracing::warn!(%why, "Skipping an event as a dependency."))
+                .ok()?;
             triage::service_of(&labels)
                 .is_some_and(|s| deps.iter().any(|d| d == s))
                 .then_some((e.fingerprint, e.alertname))

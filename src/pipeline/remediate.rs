@@ -330,16 +330,6 @@ impl Remediator {
     }
 }
 
-/// A stored event's labels: a row that cannot be decoded is an error naming the row.
-fn decode(event: &AlertEventRow, field: &str, json: &str) -> Result<LabelSet, String> {
-    serde_json::from_str(json).map_err(|e| {
-        format!(
-            "alert event {}: its stored {field} cannot be read ({e})",
-            event.id
-        )
-    })
-}
-
 #[async_trait]
 impl Pipeline for Remediator {
     async fn process(&self, event: &AlertEventRow) -> Disposition {
@@ -348,10 +338,7 @@ impl Pipeline for Remediator {
         }
         let lock = self.lock_for(&event.fingerprint);
         let _one_at_a_time = lock.lock().await;
-        let (labels, annotations) = match (
-            decode(event, "labels", &event.labels),
-            decode(event, "annotations", &event.annotations),
-        ) {
+        let (labels, annotations) = match (event.label_set(), event.annotation_set()) {
             (Ok(l), Ok(a)) => (l, a),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "Cannot remediate an alert event.");

@@ -81,6 +81,29 @@ pub struct AlertEventRow {
     pub waiting: Option<String>,
 }
 
+impl AlertEventRow {
+    /// The event's labels. A row whose JSON cannot be read is an error naming the row
+    /// (never an empty label set, which would remediate the wrong thing). Decoded here
+    /// rather than in the query, so one bad row fails its own handling, not every
+    /// claim or listing.
+    pub fn label_set(&self) -> Result<crate::domain::alert::LabelSet, String> {
+        self.decode("labels", &self.labels)
+    }
+
+    pub fn annotation_set(&self) -> Result<crate::domain::alert::LabelSet, String> {
+        self.decode("annotations", &self.annotations)
+    }
+
+    fn decode(&self, field: &str, json: &str) -> Result<crate::domain::alert::LabelSet, String> {
+        serde_json::from_str(json).map_err(|e| {
+            format!(
+                "alert event {}: its stored {field} cannot be read ({e})",
+                self.id
+            )
+        })
+    }
+}
+
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -326,8 +326,12 @@ struct AlertsQuery {
 
 /// An alert event as the API shows it: labels and annotations as objects.
 fn alert_json(r: AlertEventRow) -> Value {
-    let labels: Value = serde_json::from_str(&r.labels).unwrap_or(Value::Null);
-    let annotations: Value = serde_json::from_str(&r.annotations).unwrap_or(Value::Null);
+    // A row that cannot be read says so instead of showing no labels.
+    let shown = |set: Result<crate::domain::alert::LabelSet, String>| match set {
+        Ok(s) => json!(s),
+        Err(e) => json!({"error": e}),
+    };
+    let (labels, annotations) = (shown(r.label_set()), shown(r.annotation_set()));
     json!({
         "id": r.id,
         "fingerprint": r.fingerprint,

@@ -420,6 +420,11 @@ async fn an_event_with_unreadable_labels_fails_naming_the_row() {
         reason.contains("alert event ev-1") && reason.contains("labels"),
         "{reason}"
     );
+    // The API says the row cannot be read instead of showing no labels.
+    assert!(
+        event["labels"]["error"].as_str().unwrap().contains("ev-1"),
+        "{event}"
+    );
     let (_, r) = app.get("/remediations?alert_name=Broken").await;
     assert_eq!(r["count"], 0, "nothing was tried: {r}");
     app.stop().await;
