@@ -53,6 +53,10 @@ pub struct Application {
     tasks: Vec<JoinHandle<()>>,
     /// Tasks started on the way (seeding, escalation reviews).
     background: TaskTracker,
+    /// The notification outbox's writer and senders, and what stops them: after
+    /// everything that may still notify has stopped.
+    notifier: JoinHandle<()>,
+    notify_stop: CancellationToken,
     writer: JoinHandle<()>,
     cancel: CancellationToken,
     grace: Duration,
@@ -142,6 +146,7 @@ impl Application {
 
         let sinks = Notifications::sinks_from_config(&config.notify)?;
         let replica_id = config.cluster.replica_id();
+        let notify_stop = CancellationToken::new();
         let (notify, notifier) = Notifications::start(
             store.clone(),
             sinks,
@@ -149,7 +154,8 @@ impl Application {
             &config.server.external_url,
             metrics.clone(),
             replica_id.clone(),
-            cancel.clone(),
+            // Stopped last, after the worker and everything else that notifies.
+            notify_stop.clone(),
         );
         monitor.set_notifications(notify.clone());
         let maintenance = Arc::new(Maintenance::new(&config, store.clone(), notify.clone())?);
@@ -267,12 +273,13 @@ impl Application {
                 worker,
                 probes,
                 expiry,
-                notifier,
                 maintenance_expiry,
                 retention,
                 runbook_watch,
             ],
             background,
+            notifier,
+            notify_stop,
             writer,
             cancel,
             grace,
@@ -296,6 +303,8 @@ impl Application {
             state,
             tasks,
             background,
+            notifier,
+            notify_stop,
             writer,
             cancel,
             grace,
@@ -336,6 +345,10 @@ impl Application {
                 "Background work (escalation reviews) still running after the grace period; abandoning it."
             );
         }
+        // Everything that notifies has stopped: the outbox writes what was queued and
+        // each sender has a last try.
+        notify_stop.cancel();
+        let _ = notifier.await;
         store.close().await;
         tracing::info!("Stopped.");
         Ok(())

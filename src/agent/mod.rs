@@ -269,11 +269,13 @@ impl Agent {
                 budget = self.cfg.daily_budget_usd,
                 "LLM daily budget spent; pattern-only mode."
             );
-            self.notify.send(Message::new(
-                Kind::Escalated,
-                "LLM budget spent: pattern-only mode",
-                why.clone(),
-            ));
+            self.notify
+                .send_now(Message::new(
+                    Kind::Escalated,
+                    "LLM budget spent: pattern-only mode",
+                    why.clone(),
+                ))
+                .await;
         }
         Err(why)
     }

@@ -162,6 +162,18 @@ impl HostMonitor {
     /// replica decides alone.
     pub async fn observe(&self, host: &str, ok: Result<(), &str>) -> Option<Transition> {
         let now = now_ms();
+        // A success on a host known online with no failures changes nothing: no write
+        // on every command's connect.
+        let unchanged = ok.is_ok()
+            && self
+                .health
+                .read()
+                .expect("not poisoned")
+                .get(host)
+                .is_some_and(|h| h.status == HostState::Online && h.consecutive_failures == 0);
+        if unchanged {
+            return None;
+        }
         let shared = self.store.observe_host(host, ok, now).await;
         let transition = {
             let mut map = self.health.write().expect("not poisoned");
@@ -208,11 +220,12 @@ impl HostMonitor {
                     HostState::Offline => (Kind::HostOffline, "offline"),
                     _ => (Kind::HostOnline, "back online"),
                 };
-                n.send(Message::new(
+                n.send_now(Message::new(
                     kind,
                     format!("Host {} is {word}", t.host),
                     t.reason.clone(),
-                ));
+                ))
+                .await;
             }
             if let Err(e) = self
                 .store

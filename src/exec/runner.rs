@@ -590,9 +590,9 @@ impl CommandRunner {
                 .take_rate_slot(&action, self.rate_limit_per_minute, now)
                 .await?;
             let breaker = self.store.breaker(&host.name, &action).await?;
-            Ok::<_, StoreError>((slot, breaker.allows(now)))
+            Ok::<_, StoreError>((slot, breaker))
         };
-        match limits.await {
+        let breaker = match limits.await {
             Ok((Err(retry_after_seconds), _)) => {
                 return RunOutcome::RateLimited {
                     judgement: j,
@@ -600,14 +600,16 @@ impl CommandRunner {
                     retry_after_seconds,
                 };
             }
-            Ok((Ok(()), Err(retry_after_seconds))) => {
-                return RunOutcome::CircuitOpen {
-                    judgement: j,
-                    action,
-                    retry_after_seconds,
-                };
-            }
-            Ok((Ok(()), Ok(()))) => {}
+            Ok((Ok(()), b)) => match b.allows(now) {
+                Err(retry_after_seconds) => {
+                    return RunOutcome::CircuitOpen {
+                        judgement: j,
+                        action,
+                        retry_after_seconds,
+                    };
+                }
+                Ok(()) => b,
+            },
             Err(e) => {
                 return RunOutcome::Failed {
                     judgement: j,
@@ -616,7 +618,7 @@ impl CommandRunner {
                     ),
                 };
             }
-        }
+        };
         // One state-changing command per host and target at a time.
         let lock = (j.verdict == Verdict::Allowed)
             .then(|| self.target_lock(&host.name, target.unwrap_or("*")));
@@ -654,7 +656,10 @@ impl CommandRunner {
         };
         match result {
             Ok(o) => {
-                self.breaker_record(&host.name, &action, o.success()).await;
+                // A success on a closed breaker changes nothing: no write.
+                if !(o.success() && breaker == super::limits::Breaker::default()) {
+                    self.breaker_record(&host.name, &action, o.success()).await;
+                }
                 tracing::info!(host = %host.name, rule = %j.rule, exit_code = ?o.exit_code, timed_out = o.timed_out, duration_ms = o.duration.as_millis() as u64, "Command executed.");
                 self.audit(AuditRow {
                     exit_code: o.exit_code.map(i64::from),

@@ -138,8 +138,9 @@ const TRIES: i64 = 6;
 const LONGEST_WAIT: Duration = Duration::from_secs(300);
 /// How often an idle sender looks for due deliveries (others' writes, retries).
 const POLL: Duration = Duration::from_millis(250);
-/// A sender's lease on its sink.
-const SINK_LEASE: Duration = Duration::from_secs(10);
+/// A sender's lease on its sink: far longer than one send (the HTTP timeout is 15 s),
+/// so a lease never runs out while its holder is sending.
+const SINK_LEASE: Duration = Duration::from_secs(60);
 
 /// When to try a failed delivery again, after `attempts` tries. Pure.
 pub fn backoff(attempts: i64) -> Duration {
@@ -206,6 +207,7 @@ struct SuppressedCounts {
 
 /// The front door: cheap to call from anywhere, never blocks.
 pub struct Notifications {
+    store: Arc<dyn Store>,
     /// The configured sinks' names: a notification gets one delivery per sink.
     sinks: Vec<String>,
     queue: mpsc::UnboundedSender<OutboxItem>,
@@ -229,7 +231,11 @@ impl Notifications {
         shutdown: CancellationToken,
     ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::unbounded_channel();
+        // Per process: two processes that share a replica id must not share a lease.
+        let nonce = new_id();
+        let owner = format!("{owner}/{}", &nonce[nonce.len().saturating_sub(8)..]);
         let me = Arc::new(Self {
+            store: store.clone(),
             sinks: sinks.iter().map(|s| s.name().to_owned()).collect(),
             queue,
             suppressed: Mutex::new(SuppressedCounts::default()),
@@ -313,6 +319,23 @@ impl Notifications {
     /// Queues `m` for the outbox writer (for messages no state change causes).
     pub fn send(&self, m: Message) {
         let _ = self.queue.send(self.outbox(&m, None));
+    }
+
+    /// Writes `m` to the outbox now (right after the state change it announces, so a
+    /// crash can lose it only in between); queues it when the database is away.
+    pub async fn send_now(&self, m: Message) {
+        let item = self.outbox(&m, None);
+        match self
+            .store
+            .insert_notifications(std::slice::from_ref(&item))
+            .await
+        {
+            Ok(()) => self.written(),
+            Err(e) => {
+                tracing::debug!(error = %e, "Cannot write a notification yet; queued.");
+                let _ = self.queue.send(item);
+            }
+        }
     }
 
     /// Tells the senders that something was written.
@@ -467,8 +490,13 @@ async fn send_loop(
     shutdown: CancellationToken,
 ) {
     let name = sink.name();
-    let lease = i64::try_from(SINK_LEASE.as_millis()).unwrap_or(10_000);
+    let lease_ms = i64::try_from(SINK_LEASE.as_millis()).unwrap_or(60_000);
     let mut bucket = Bucket::new(&pacing, tokio::time::Instant::now());
+    // Renewed when half of it is gone (a send lasts at most the HTTP timeout, 15 s,
+    // far less than the lease).
+    let mut leased_until = 0i64;
+    // A 429 pauses the whole sink, not only the messages that got it.
+    let mut paused_until = tokio::time::Instant::now();
     loop {
         let written = me.written.notified();
         tokio::pin!(written);
@@ -476,14 +504,29 @@ async fn send_loop(
         if shutdown.is_cancelled() {
             break;
         }
-        bucket.refill(&pacing, tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        bucket.refill(&pacing, now);
         let mut wait = POLL;
-        match store.lease_sink(name, &owner, now_ms(), lease).await {
+        let leased = if now_ms() < leased_until - lease_ms / 2 {
+            Ok(true)
+        } else {
+            store.lease_sink(name, &owner, now_ms(), lease_ms).await
+        };
+        match leased {
+            Ok(true) if now < paused_until => {
+                leased_until = leased_until.max(now_ms());
+                wait = paused_until - now;
+            }
             Ok(true) if bucket.tokens >= 1.0 => {
+                if leased_until < now_ms() + lease_ms / 2 {
+                    leased_until = now_ms() + lease_ms;
+                }
                 match store.due_deliveries(name, now_ms(), 50).await {
                     Ok(due) if !due.is_empty() => {
                         bucket.tokens -= 1.0;
-                        send_batch(&*store, &*sink, due, &metrics).await;
+                        if let Some(d) = send_batch(&*store, &*sink, due, &metrics).await {
+                            paused_until = tokio::time::Instant::now() + d;
+                        }
                         continue;
                     }
                     Ok(_) => {}
@@ -493,8 +536,11 @@ async fn send_loop(
                 }
             }
             Ok(true) => wait = bucket.wait(&pacing),
-            Ok(false) => {} // another replica sends to this sink
-            Err(e) => tracing::debug!(error = %e, sink = name, "Cannot take the sink's lease yet."),
+            Ok(false) => leased_until = 0, // another replica sends to this sink
+            Err(e) => {
+                leased_until = 0;
+                tracing::debug!(error = %e, sink = name, "Cannot take the sink's lease yet.");
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -502,47 +548,58 @@ async fn send_loop(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-    // Last words: what is due goes out once, quickly, whatever the pacing.
+    // Last words: what is due goes out once, quickly, whatever the pacing; then the
+    // sink is free for another replica at once.
     let last = async {
-        if let Ok(true) = store.lease_sink(name, &owner, now_ms(), lease).await
+        if let Ok(true) = store.lease_sink(name, &owner, now_ms(), lease_ms).await
             && let Ok(due) = store.due_deliveries(name, now_ms(), 50).await
             && !due.is_empty()
         {
             send_batch(&*store, &*sink, due, &metrics).await;
         }
+        let _ = store.release_sink(name, &owner).await;
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), last).await;
 }
 
 /// Sends due deliveries as one message (a digest when several) and records how it
-/// went.
+/// went. `Some(wait)`: the sink asked to be left alone that long (a 429).
 async fn send_batch(
     store: &dyn Store,
     sink: &dyn Notifier,
     due: Vec<DueDelivery>,
     metrics: &Metrics,
-) {
+) -> Option<Duration> {
     let name = sink.name();
-    let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
-    let tries = due.iter().map(|d| d.attempts).max().unwrap_or(0) + 1;
-    let messages: Vec<Message> = due
-        .iter()
-        .filter_map(|d| serde_json::from_str(&d.message).ok())
-        .collect();
-    if messages.len() < due.len() {
-        tracing::warn!(
-            sink = name,
-            "A stored notification cannot be read; marking it failed."
-        );
-    }
     let record = |r: Result<(), crate::store::StoreError>| {
         if let Err(e) = r {
             tracing::warn!(error = %e, sink = name, "Cannot record a notification's delivery; it may be sent again.");
         }
     };
+    let (mut ids, mut messages, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+    // The backoff follows the newest member's tries, so a fresh notification that
+    // joins an old one's batch is not held back by the old one's count.
+    let mut tries = i64::MAX;
+    for d in due {
+        match serde_json::from_str::<Message>(&d.message) {
+            Ok(m) => {
+                tries = tries.min(d.attempts + 1);
+                ids.push(d.id);
+                messages.push(m);
+            }
+            Err(_) => unreadable.push(d.id),
+        }
+    }
+    if !unreadable.is_empty() {
+        tracing::warn!(sink = name, ids = ?unreadable, "Stored notifications cannot be read; marking them failed.");
+        record(
+            store
+                .mark_retry(name, &unreadable, None, "cannot be read", true, TRIES)
+                .await,
+        );
+    }
     if messages.is_empty() {
-        record(store.mark_retry(name, &ids, None, "cannot be read").await);
-        return;
+        return None;
     }
     let m = digest(messages);
     let retry_at = |d: Duration| now_ms() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -556,16 +613,29 @@ async fn send_batch(
             }
             .emit(metrics);
             record(store.mark_delivered(name, &ids, now_ms()).await);
+            None
         }
         Err(SendError::RetryAfter(d)) => {
-            tracing::debug!(sink = name, wait = ?d, "Sink rate limited; retrying after its wait.");
-            let at = retry_at(d.min(LONGEST_WAIT));
-            record(store.mark_retry(name, &ids, Some(at), "rate limited").await);
+            let d = d.min(LONGEST_WAIT);
+            tracing::debug!(sink = name, wait = ?d, "Sink rate limited; pausing it for its wait.");
+            record(
+                store
+                    .mark_retry(name, &ids, Some(retry_at(d)), "rate limited", false, TRIES)
+                    .await,
+            );
+            Some(d)
         }
-        Err(SendError::Transient(e)) if tries < TRIES => {
-            tracing::debug!(sink = name, error = %e, tries, "Notification failed; retrying.");
+        Err(SendError::Transient(e)) => {
+            tracing::debug!(sink = name, error = %e, "Notification failed; retrying.");
+            // Each delivery counts its own tries (in the store): a digest's members may
+            // be new.
             let at = retry_at(backoff(tries));
-            record(store.mark_retry(name, &ids, Some(at), &e).await);
+            record(
+                store
+                    .mark_retry(name, &ids, Some(at), &e, true, TRIES)
+                    .await,
+            );
+            None
         }
         Err(e) => {
             let why = e.to_string();
@@ -576,7 +646,8 @@ async fn send_batch(
                 failed: Some(&why),
             }
             .emit(metrics);
-            record(store.mark_retry(name, &ids, None, &why).await);
+            record(store.mark_retry(name, &ids, None, &why, true, TRIES).await);
+            None
         }
     }
 }

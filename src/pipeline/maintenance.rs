@@ -149,24 +149,26 @@ impl Maintenance {
             }
         }
         tracing::info!(window = %row.id, host = row.host.as_deref().unwrap_or("all"), minutes = duration_minutes, "Maintenance started.");
-        self.notify.send(
-            Message::new(
-                Kind::MaintenanceStarted,
-                format!(
-                    "Maintenance started: {}",
-                    row.host.as_deref().unwrap_or("all hosts")
-                ),
-                format!(
-                    "For {duration_minutes} min by {}: {reason}",
-                    if created_by.is_empty() {
-                        "unknown"
-                    } else {
-                        created_by
-                    }
-                ),
+        self.notify
+            .send_now(
+                Message::new(
+                    Kind::MaintenanceStarted,
+                    format!(
+                        "Maintenance started: {}",
+                        row.host.as_deref().unwrap_or("all hosts")
+                    ),
+                    format!(
+                        "For {duration_minutes} min by {}: {reason}",
+                        if created_by.is_empty() {
+                            "unknown"
+                        } else {
+                            created_by
+                        }
+                    ),
+                )
+                .url(self.notify.link("/maintenance/status")),
             )
-            .url(self.notify.link("/maintenance/status")),
-        );
+            .await;
         Ok(row)
     }
 
@@ -202,14 +204,16 @@ impl Maintenance {
                 tracing::warn!(error = %e, "Cannot expire the Alertmanager silence of a maintenance window.");
             }
             tracing::info!(window = %w.id, host = w.host.as_deref().unwrap_or("all"), "Maintenance {how}.");
-            self.notify.send(Message::new(
-                Kind::MaintenanceEnded,
-                format!(
-                    "Maintenance {how}: {}",
-                    w.host.as_deref().unwrap_or("all hosts")
-                ),
-                w.reason.clone(),
-            ));
+            self.notify
+                .send_now(Message::new(
+                    Kind::MaintenanceEnded,
+                    format!(
+                        "Maintenance {how}: {}",
+                        w.host.as_deref().unwrap_or("all hosts")
+                    ),
+                    w.reason.clone(),
+                ))
+                .await;
         }
     }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::alert::AlertState;
 use crate::domain::ids::{new_id, now_ms};
 use crate::intake::StorageStatus;
-use crate::store::{AlertEventRow, OutboxItem, Store};
+use crate::store::{AlertEventRow, EscalationCooldown, OutboxItem, Store};
 
 mod attempt;
 pub mod correlate;
@@ -40,6 +40,8 @@ pub struct Disposition {
     /// Notifications this outcome causes: written to the outbox in the same
     /// transaction as the state change.
     pub notes: Vec<OutboxItem>,
+    /// An escalation's cooldown, written with the state change.
+    pub cooldown: Option<EscalationCooldown>,
 }
 
 impl Disposition {
@@ -49,6 +51,7 @@ impl Disposition {
             reason: Some(reason.into()),
             park: None,
             notes: Vec::new(),
+            cooldown: None,
         }
     }
 
@@ -58,6 +61,7 @@ impl Disposition {
             reason: Some(reason.into()),
             park: Some(park),
             notes: Vec::new(),
+            cooldown: None,
         }
     }
 
@@ -177,6 +181,15 @@ pub async fn run_worker(
                         });
                     }
                 }
+                // A row that cannot be read stalls every claim: say so loudly. The
+                // database being away is expected (intake spools) and said elsewhere.
+                Err(
+                    e @ crate::store::StoreError::Database(
+                        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_),
+                    ),
+                ) => {
+                    tracing::error!(error = %e, "A stored alert event cannot be read; claiming is stuck until it is fixed.")
+                }
                 Err(e) => tracing::debug!(error = %e, "Cannot claim alert events yet."),
             }
         }
@@ -239,6 +252,7 @@ async fn process_one(
                         d.state,
                         d.reason.as_deref(),
                         &d.notes,
+                        d.cooldown.as_ref(),
                         now_ms(),
                     )
                     .await

@@ -8,7 +8,7 @@ use crate::domain::alert::AlertState;
 use crate::domain::ids::now_ms;
 use crate::events::{AlertSuppressed, Ending, RemediationFinished};
 use crate::notify::{Kind, Message};
-use crate::store::{AttemptStatus, RemediationFilter, RemediationRow};
+use crate::store::{AttemptStatus, EscalationCooldown, RemediationFilter, RemediationRow};
 
 /// " on <instance>", or nothing.
 fn on_instance(ctx: &Ctx<'_>) -> String {
@@ -72,21 +72,14 @@ impl Remediator {
         reason: String,
     ) -> Disposition {
         let now = now_ms();
-        let c = &self.config.remediation;
-        let until = now + i64::from(c.escalation_cooldown_hours) * 3_600_000;
-        if let Err(e) = self
-            .store
-            .set_escalation_cooldown(
-                &ctx.event.fingerprint,
-                &ctx.event.alertname,
-                now,
-                until,
-                &reason,
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "Cannot record the escalation cooldown.");
-        }
+        let hours = i64::from(self.config.remediation.escalation_cooldown_hours);
+        let cooldown = EscalationCooldown {
+            fingerprint: ctx.event.fingerprint.clone(),
+            alert_name: ctx.event.alertname.clone(),
+            at: now,
+            until: now + hours * 3_600_000,
+            reason: reason.clone(),
+        };
         let (kind, title) = if state == AlertState::Failed {
             (Kind::Failed, "Failed")
         } else {
@@ -121,7 +114,9 @@ impl Remediator {
         );
         self.background
             .spawn(async move { planner.after_escalation(&id, &name, &why).await });
-        Disposition::done(state, reason).note(note)
+        let mut d = Disposition::done(state, reason).note(note);
+        d.cooldown = Some(cooldown);
+        d
     }
 
     pub(super) fn suppressed(&self, ctx: &Ctx<'_>, reason: String) -> Disposition {

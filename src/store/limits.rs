@@ -94,6 +94,14 @@ macro_rules! observe_host_tx {
 /// whose single writer already does).
 macro_rules! take_turn {
     (Postgres, $tx:expr, $key:expr) => {
+        // Each statement must see what others committed while this one waited for the
+        // lock; and a stuck holder must not block every replica for long.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query("SET LOCAL lock_timeout = '5s'")
+            .execute(&mut *$tx)
+            .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(fingerprint_lock_key($key))
             .execute(&mut *$tx)

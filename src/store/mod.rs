@@ -266,6 +266,7 @@ pub trait Store:
     /// Moves a claimed event to `state` and releases the claim, writing `notes` to the
     /// notification outbox in the same transaction. `false` (and nothing written) if
     /// `owner` no longer held it (the lease ran out and another worker took it over).
+    #[allow(clippy::too_many_arguments)]
     async fn finish_alert_event(
         &self,
         id: &str,
@@ -273,6 +274,7 @@ pub trait Store:
         state: AlertState,
         reason: Option<&str>,
         notes: &[OutboxItem],
+        cooldown: Option<&EscalationCooldown>,
         now: i64,
     ) -> Result<bool, StoreError>;
     /// Appends a host availability change to host_status_log.
@@ -368,7 +370,9 @@ macro_rules! on_pool {
 mod limits;
 pub use limits::LimitsStore;
 mod outbox;
-pub use outbox::{DeliveryRow, DueDelivery, NotificationRow, OutboxItem, OutboxStore};
+pub use outbox::{
+    DeliveryRow, DueDelivery, EscalationCooldown, NotificationRow, OutboxItem, OutboxStore,
+};
 mod llm;
 pub use llm::{FeedbackRow, LlmStore, LlmTotals, LlmUsageRow};
 mod remediation;
@@ -701,6 +705,7 @@ impl Store for SqlStore {
         state: AlertState,
         reason: Option<&str>,
         notes: &[OutboxItem],
+        cooldown: Option<&EscalationCooldown>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn().await;
@@ -721,6 +726,21 @@ impl Store for SqlStore {
             .rows_affected();
             if n == 1 {
                 outbox::insert_outbox!(tx, notes);
+                if let Some(c) = cooldown {
+                    sqlx::query(
+                        "INSERT INTO escalation_cooldowns (fingerprint, alert_name, escalated_at, cooldown_until, reason) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (fingerprint) DO UPDATE SET \
+                         escalated_at = excluded.escalated_at, cooldown_until = excluded.cooldown_until, \
+                         reason = excluded.reason",
+                    )
+                    .bind(&c.fingerprint)
+                    .bind(&c.alert_name)
+                    .bind(c.at)
+                    .bind(c.until)
+                    .bind(&c.reason)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             tx.commit().await?;
             n

@@ -21,6 +21,18 @@ pub struct OutboxItem {
     pub sinks: Vec<String>,
 }
 
+/// After an escalation the same alert stays quiet until `until`: written in the same
+/// transaction as the escalation's state change and message, so an escalation that
+/// never reached the store cannot silence the alert's next event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationCooldown {
+    pub fingerprint: String,
+    pub alert_name: String,
+    pub at: i64,
+    pub until: i64,
+    pub reason: String,
+}
+
 /// A stored notification.
 #[derive(Debug, Clone, PartialEq, FromRow, Serialize)]
 pub struct NotificationRow {
@@ -74,15 +86,22 @@ pub trait OutboxStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
     async fn mark_delivered(&self, sink: &str, ids: &[String], now: i64) -> Result<(), StoreError>;
-    /// Counts a failed try and sets when to try again, or marks the deliveries
-    /// `failed` when `retry_at` is `None`.
+    /// Sets when to try pending deliveries again. `counts`: the try counts against
+    /// each delivery's own `max_tries` (a 429 does not); a delivery that used them up,
+    /// or all of them when `retry_at` is `None`, is marked `failed`. Only `pending`
+    /// rows change (a delivery another sender completed stays delivered).
+    #[allow(clippy::too_many_arguments)]
     async fn mark_retry(
         &self,
         sink: &str,
         ids: &[String],
         retry_at: Option<i64>,
         error: &str,
+        counts: bool,
+        max_tries: i64,
     ) -> Result<(), StoreError>;
+    /// Gives up the lease on sending to `sink` (at shutdown).
+    async fn release_sink(&self, sink: &str, owner: &str) -> Result<(), StoreError>;
     /// Newest first, with their deliveries.
     async fn list_notifications(
         &self,
@@ -138,6 +157,18 @@ impl OutboxStore for SqlStore {
         Ok(())
     }
 
+    async fn release_sink(&self, sink: &str, owner: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, p => {
+            sqlx::query("DELETE FROM notification_senders WHERE sink = $1 AND owner = $2")
+                .bind(sink)
+                .bind(owner)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
     async fn lease_sink(
         &self,
         sink: &str,
@@ -145,6 +176,10 @@ impl OutboxStore for SqlStore {
         now: i64,
         lease_ms: i64,
     ) -> Result<bool, StoreError> {
+        // SQLite serves one process: there is nobody to share the sink with.
+        if matches!(self.pool, Pool::Sqlite(_)) {
+            return Ok(true);
+        }
         let _turn = self.write_turn().await;
         let got: Option<String> = on_pool!(self, p => {
             sqlx::query_scalar(
@@ -210,21 +245,25 @@ impl OutboxStore for SqlStore {
         ids: &[String],
         retry_at: Option<i64>,
         error: &str,
+        counts: bool,
+        max_tries: i64,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
             for id in ids {
                 sqlx::query(
-                    "UPDATE notification_deliveries SET attempts = attempts + 1, last_error = $1, \
-                     state = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END, \
+                    "UPDATE notification_deliveries SET attempts = attempts + $5, last_error = $1, \
+                     state = CASE WHEN $2 IS NULL OR attempts + $5 >= $6 THEN 'failed' ELSE 'pending' END, \
                      next_attempt_at = COALESCE($2, next_attempt_at) \
-                     WHERE notification_id = $3 AND sink = $4",
+                     WHERE notification_id = $3 AND sink = $4 AND state = 'pending'",
                 )
                 .bind(error)
                 .bind(retry_at)
                 .bind(id)
                 .bind(sink)
+                .bind(i64::from(counts))
+                .bind(max_tries)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -328,14 +328,6 @@ pub trait RemediationStore: Send + Sync {
     /// Ends windows whose time is up; returns them.
     async fn expire_maintenance(&self, now: i64) -> Result<Vec<MaintenanceRow>, StoreError>;
 
-    async fn set_escalation_cooldown(
-        &self,
-        fingerprint: &str,
-        alert_name: &str,
-        at: i64,
-        until: i64,
-        reason: &str,
-    ) -> Result<(), StoreError>;
     /// Until when this fingerprint's escalations are quiet, if they are at `now`.
     async fn escalation_cooldown(
         &self,
@@ -882,33 +874,6 @@ impl RemediationStore for SqlStore {
             .await?
         });
         Ok(rows)
-    }
-
-    async fn set_escalation_cooldown(
-        &self,
-        fingerprint: &str,
-        alert_name: &str,
-        at: i64,
-        until: i64,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        on_pool!(self, p => {
-            sqlx::query(
-                "INSERT INTO escalation_cooldowns (fingerprint, alert_name, escalated_at, cooldown_until, reason) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (fingerprint) DO UPDATE SET \
-                 escalated_at = excluded.escalated_at, cooldown_until = excluded.cooldown_until, reason = excluded.reason",
-            )
-            .bind(fingerprint)
-            .bind(alert_name)
-            .bind(at)
-            .bind(until)
-            .bind(reason)
-            .execute(p)
-            .await
-            .map(|_| ())?
-        });
-        Ok(())
     }
 
     async fn escalation_cooldown(

@@ -174,15 +174,22 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
     let db = s.storage.db_connected();
     let maintenance = db && matches!(s.maintenance.active().await, Ok(w) if !w.is_empty());
     // Limits live in the database: with it away, /health answers at once without them.
-    let (limit, usage) = if db {
-        s.runner.rate_usage().await
-    } else {
-        (s.config.safety.rate_limit_per_minute, Default::default())
+    // Bounded: /health answers fast even when the pool is busy (a storm).
+    let quick = std::time::Duration::from_millis(500);
+    let limit = s.config.safety.rate_limit_per_minute;
+    let usage = match db {
+        true => tokio::time::timeout(quick, s.runner.rate_usage())
+            .await
+            .map(|(_, u)| u)
+            .unwrap_or_default(),
+        false => Default::default(),
     };
-    let open_breakers = if db {
-        s.runner.open_breakers().await.len()
-    } else {
-        0
+    let open_breakers = match db {
+        true => tokio::time::timeout(quick, s.runner.open_breakers())
+            .await
+            .map(|b| b.len())
+            .unwrap_or(0),
+        false => 0,
     };
     let offline: Vec<String> = s
         .hosts

@@ -114,6 +114,7 @@ impl Pipeline for Counting {
             reason: None,
             park: None,
             notes: Vec::new(),
+            cooldown: None,
         }
     }
 }

@@ -171,7 +171,7 @@ async fn a_rate_limited_sink_does_not_delay_the_others() {
             outbox(&app)
                 .await
                 .into_iter()
-                .find(|n| delivery(n, "discord")["attempts"].as_i64() >= Some(1))
+                .find(|n| delivery(n, "discord")["last_error"] == "rate limited")
         },
     )
     .await;
@@ -182,6 +182,27 @@ async fn a_rate_limited_sink_does_not_delay_the_others() {
     let next = chrono_ms(discord["next_attempt_at"].as_str().unwrap());
     let tried = chrono_ms(n["created_at"].as_str().unwrap());
     assert!(next - tried >= 55_000, "retry_after is honoured: {n}");
+    // A 429 is not a failed try, and it pauses the whole sink: the next alert's
+    // message waits too, untried, while the other sink delivers it.
+    assert_eq!(discord["attempts"], 0, "{n}");
+    assert_eq!(app.post_webhook(&payload(&["SecondAlert"])).await.0, 200);
+    let second = eventually(
+        "the webhook sink has the second",
+        Duration::from_secs(20),
+        || async {
+            outbox(&app).await.into_iter().find(|n| {
+                n["title"].as_str().unwrap_or("").contains("SecondAlert")
+                    && delivery(n, "webhook")["state"] == "delivered"
+            })
+        },
+    )
+    .await;
+    let paused = delivery(&second, "discord");
+    assert_eq!(
+        (paused["state"].as_str(), paused["last_error"].as_str()),
+        (Some("pending"), None),
+        "{second}"
+    );
     assert!(slow.got().is_empty());
     app.stop().await;
 }
