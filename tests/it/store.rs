@@ -83,3 +83,49 @@ crate::both_backends! {
         store.close().await;
     }
 }
+
+crate::both_backends! {
+    /// The outbox's bookkeeping: each delivery counts its own tries, a 429 is not a
+    /// try, and a delivery another sender completed is never reopened.
+    async fn outbox_deliveries_count_their_own_tries(b: Backend) {
+        use jarvis::store::{OutboxItem, OutboxStore};
+        let Some(env) = TestEnv::new(b).await else { return };
+        let store =
+            SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
+        store.migrate().await.unwrap();
+        let item = |id: &str, at: i64| OutboxItem {
+            id: id.into(),
+            created_at: at,
+            kind: "escalated".into(),
+            title: id.into(),
+            message: "{}".into(),
+            alert_event_id: None,
+            sinks: vec!["s".into()],
+        };
+        store.insert_notifications(&[item("old", 1), item("new", 2)]).await.unwrap();
+        let (old, new, both) = (vec!["old".to_owned()], vec!["new".to_owned()], vec!["old".to_owned(), "new".to_owned()]);
+        for _ in 0..5 {
+            store.mark_retry("s", &old, Some(0), "503", true, 6).await.unwrap();
+        }
+        // One more failed try of a digest of both: the old one is spent, the new one
+        // has had its first.
+        store.mark_retry("s", &both, Some(0), "503", true, 6).await.unwrap();
+        let state = |list: &[(jarvis::store::NotificationRow, Vec<jarvis::store::DeliveryRow>)], id: &str| {
+            let d = &list.iter().find(|(n, _)| n.id == id).unwrap().1[0];
+            (d.state.clone(), d.attempts)
+        };
+        let list = store.list_notifications(10).await.unwrap();
+        assert_eq!(state(&list, "old"), ("failed".into(), 6));
+        assert_eq!(state(&list, "new"), ("pending".into(), 1));
+        // A 429 waits without spending a try.
+        store.mark_retry("s", &new, Some(0), "rate limited", false, 6).await.unwrap();
+        assert_eq!(state(&store.list_notifications(10).await.unwrap(), "new"), ("pending".into(), 1));
+        assert_eq!(store.due_deliveries("s", 0, 10).await.unwrap().len(), 1);
+        // Delivered stays delivered, whatever a late failure says.
+        store.mark_delivered("s", &new, 5).await.unwrap();
+        store.mark_retry("s", &new, None, "late", true, 6).await.unwrap();
+        assert_eq!(state(&store.list_notifications(10).await.unwrap(), "new"), ("delivered".into(), 2));
+        assert!(store.due_deliveries("s", i64::MAX, 10).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
