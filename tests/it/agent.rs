@@ -466,7 +466,8 @@ async fn the_daily_budget_stops_the_llm_and_says_so_once() {
             .find(|t| t.contains("LLM budget spent"))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both alerts are final and the outbox delivered all it holds: nothing more comes.
+    a.app.outbox_settled().await;
     let notices = received
         .texts()
         .iter()

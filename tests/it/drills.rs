@@ -251,7 +251,8 @@ async fn drill_d_a_cascade_remediates_only_the_root_and_summarises_once() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every alert is final and the outbox delivered all it holds: nothing more comes.
+    d.app.outbox_settled().await;
     let summaries = d
         .received
         .texts()
