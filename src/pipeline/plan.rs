@@ -22,32 +22,11 @@ pub enum PlanSource {
     Llm,
 }
 
-/// Stored as TEXT; an unknown value is a decode error.
-impl TryFrom<String> for PlanSource {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        [Self::Pattern, Self::Hint, Self::Llm]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown remediation source {s:?}"))
-    }
-}
-
-impl std::fmt::Display for PlanSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PlanSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pattern => "pattern",
-            Self::Hint => "hint",
-            Self::Llm => "llm",
-        }
-    }
-}
+crate::text_enum!(PlanSource, "remediation source", {
+    Pattern => "pattern",
+    Hint => "hint",
+    Llm => "llm",
+});
 
 /// Commands to try for an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

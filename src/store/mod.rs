@@ -118,47 +118,14 @@ pub enum ApprovalStatus {
     Superseded,
 }
 
-impl ApprovalStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Pending,
-        Self::Approved,
-        Self::Denied,
-        Self::Expired,
-        Self::Blocked,
-        Self::Superseded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Denied => "denied",
-            Self::Expired => "expired",
-            Self::Blocked => "blocked",
-            Self::Superseded => "superseded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("unknown approval status {s:?}"))
-    }
-}
-
-impl TryFrom<String> for ApprovalStatus {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl std::fmt::Display for ApprovalStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::text_enum!(ApprovalStatus, "approval status", {
+    Pending => "pending",
+    Approved => "approved",
+    Denied => "denied",
+    Expired => "expired",
+    Blocked => "blocked",
+    Superseded => "superseded",
+});
 
 /// A command held for a person's decision.
 #[derive(Debug, Clone, PartialEq, FromRow, serde::Serialize)]

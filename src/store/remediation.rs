@@ -31,53 +31,17 @@ pub enum AttemptStatus {
     Superseded,
 }
 
-impl AttemptStatus {
-    pub const ALL: [Self; 9] = [
-        Self::Running,
-        Self::AwaitingApproval,
-        Self::Verifying,
-        Self::Success,
-        Self::Failure,
-        Self::Interrupted,
-        Self::Unverifiable,
-        Self::Diagnostic,
-        Self::Superseded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::AwaitingApproval => "awaiting_approval",
-            Self::Verifying => "verifying",
-            Self::Success => "success",
-            Self::Failure => "failure",
-            Self::Interrupted => "interrupted",
-            Self::Unverifiable => "unverifiable",
-            Self::Diagnostic => "diagnostic",
-            Self::Superseded => "superseded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("unknown attempt status {s:?}"))
-    }
-}
-
-impl TryFrom<String> for AttemptStatus {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-
-impl std::fmt::Display for AttemptStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::text_enum!(AttemptStatus, "attempt status", {
+    Running => "running",
+    AwaitingApproval => "awaiting_approval",
+    Verifying => "verifying",
+    Success => "success",
+    Failure => "failure",
+    Interrupted => "interrupted",
+    Unverifiable => "unverifiable",
+    Diagnostic => "diagnostic",
+    Superseded => "superseded",
+});
 
 /// One remediation attempt (remediation_log).
 #[derive(Debug, Clone, PartialEq, FromRow, Serialize)]
