@@ -118,6 +118,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub monitor: MonitorConfig,
     pub cluster: ClusterConfig,
+    pub homeassistant: HomeAssistantConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -366,6 +367,21 @@ impl Default for VerificationConfig {
 pub struct ServiceUrl {
     /// Base URL; empty means not configured.
     pub url: String,
+}
+
+/// Home Assistant: the Core REST API (a long-lived access token) and, on HA OS and
+/// Supervised installs, the Supervisor API (to list apps/add-ons).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    /// `http://ha.lan:8123`; empty: not configured.
+    pub url: String,
+    pub token: Secret,
+    pub token_file: String,
+    /// `http://supervisor` (reachable from inside HA only); empty: apps are not listed.
+    pub supervisor_url: String,
+    pub supervisor_token: Secret,
+    pub supervisor_token_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -917,6 +933,24 @@ const ENV_KEYS: &[(&str, &str, EnvSetter)] = &[
         c.loki.url = v.into();
         Ok(())
     }),
+    // The original Jarvis's names.
+    ("HA_URL", "homeassistant.url", |c, v| {
+        c.homeassistant.url = v.into();
+        Ok(())
+    }),
+    ("HA_TOKEN", "homeassistant.token", |c, v| {
+        c.homeassistant.token = Secret::new(v);
+        c.homeassistant.token_file.clear();
+        Ok(())
+    }),
+    (
+        "HA_SUPERVISOR_URL",
+        "homeassistant.supervisor_url",
+        |c, v| {
+            c.homeassistant.supervisor_url = v.into();
+            Ok(())
+        },
+    ),
     ("ALERTMANAGER_URL", "alertmanager.url", |c, v| {
         c.alertmanager.url = v.into();
         Ok(())
@@ -1049,7 +1083,17 @@ fn resolve_secret_files(config: &mut Config, errors: &mut Vec<String>) {
             }
         }
     }
-    let secrets: [(&str, &mut Secret, &mut String); 5] = [
+    let secrets: [(&str, &mut Secret, &mut String); 7] = [
+        (
+            "homeassistant.token",
+            &mut config.homeassistant.token,
+            &mut config.homeassistant.token_file,
+        ),
+        (
+            "homeassistant.supervisor_token",
+            &mut config.homeassistant.supervisor_token,
+            &mut config.homeassistant.supervisor_token_file,
+        ),
         (
             "webhook.password",
             &mut config.webhook.password,
@@ -1232,6 +1276,18 @@ pub fn validate(c: &Config) -> Vec<String> {
 
     check_url("prometheus.url", &c.prometheus.url, e);
     check_url("loki.url", &c.loki.url, e);
+    check_url("homeassistant.url", &c.homeassistant.url, e);
+    check_url(
+        "homeassistant.supervisor_url",
+        &c.homeassistant.supervisor_url,
+        e,
+    );
+    if !c.homeassistant.url.is_empty() && c.homeassistant.token.is_empty() {
+        e.push("homeassistant.token: a long-lived access token is needed with homeassistant.url (HA profile → Security), or set homeassistant.token_file / HA_TOKEN".into());
+    }
+    if !c.homeassistant.supervisor_url.is_empty() && c.homeassistant.supervisor_token.is_empty() {
+        e.push("homeassistant.supervisor_token: the Supervisor API needs its token (SUPERVISOR_TOKEN inside HA), or set homeassistant.supervisor_token_file".into());
+    }
     check_url("alertmanager.url", &c.alertmanager.url, e);
     check_url(
         "notify.discord.webhook_url",
@@ -1624,6 +1680,16 @@ grafana = ["prometheus", "loki"]
                 "verification.max_wait_seconds: 5 is shorter",
             ),
             ("[prometheus]\nurl = \"prom:9090\"", &[], "prometheus.url:"),
+            (
+                "[homeassistant]\nurl = \"http://ha.lan:8123\"",
+                &[],
+                "homeassistant.token: a long-lived access token is needed",
+            ),
+            (
+                "[homeassistant]\nurl = \"ha.lan:8123\"\ntoken = \"t\"",
+                &[],
+                "homeassistant.url:",
+            ),
             (
                 "[safety]\nllm_unknown_commands = \"maybe\"",
                 &[],

@@ -1,6 +1,7 @@
-//! Clients for the systems Jarvis reads from: Prometheus, Alertmanager and Loki now;
-//! Home Assistant and n8n as later work needs them.
+//! Clients for the systems Jarvis reads from and acts through: Prometheus,
+//! Alertmanager, Loki and Home Assistant; n8n as later work needs it.
 
 pub mod alertmanager;
+pub mod homeassistant;
 pub mod loki;
 pub mod prometheus;

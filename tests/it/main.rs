@@ -12,6 +12,7 @@ mod claims;
 mod cli;
 mod drills;
 mod durability;
+mod homeassistant;
 mod outbox;
 mod parking;
 mod ssh;

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod drill;
+pub mod homeassistant;
 pub mod llm;
 pub mod prometheus;
 pub mod proxy;
