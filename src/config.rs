@@ -119,6 +119,7 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub cluster: ClusterConfig,
     pub homeassistant: HomeAssistantConfig,
+    pub n8n: N8nConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -382,6 +383,36 @@ pub struct HomeAssistantConfig {
     pub supervisor_url: String,
     pub supervisor_token: Secret,
     pub supervisor_token_file: String,
+}
+
+/// n8n: workflows started through their production webhooks, followed through the
+/// public API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct N8nConfig {
+    /// `http://n8n.lan:5678`; empty: not configured.
+    pub url: String,
+    /// The public API key (Settings → n8n API), to follow executions.
+    pub api_key: Secret,
+    pub api_key_file: String,
+    pub workflows: Vec<N8nWorkflow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct N8nWorkflow {
+    /// The name plans and the agent use.
+    pub name: String,
+    /// The Webhook node's path (production URL `<url>/webhook/<path>`).
+    pub webhook_path: String,
+    /// HTTP method of the Webhook node (default POST).
+    pub method: String,
+    /// The workflow's id, to find its execution when the webhook does not answer
+    /// with `$execution.id`.
+    pub workflow_id: String,
+    /// Header auth of the Webhook node, e.g. `X-Webhook-Token`.
+    pub auth_header: String,
+    pub auth_value: Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1083,7 +1114,12 @@ fn resolve_secret_files(config: &mut Config, errors: &mut Vec<String>) {
             }
         }
     }
-    let secrets: [(&str, &mut Secret, &mut String); 7] = [
+    let secrets: [(&str, &mut Secret, &mut String); 8] = [
+        (
+            "n8n.api_key",
+            &mut config.n8n.api_key,
+            &mut config.n8n.api_key_file,
+        ),
         (
             "homeassistant.token",
             &mut config.homeassistant.token,
@@ -1282,6 +1318,26 @@ pub fn validate(c: &Config) -> Vec<String> {
         &c.homeassistant.supervisor_url,
         e,
     );
+    check_url("n8n.url", &c.n8n.url, e);
+    for (i, w) in c.n8n.workflows.iter().enumerate() {
+        if w.name.trim().is_empty() || w.webhook_path.trim().is_empty() {
+            e.push(format!(
+                "n8n.workflows[{i}]: name and webhook_path are required (the path of the workflow's Webhook node)"
+            ));
+        }
+        if !matches!(
+            w.method.as_str(),
+            "" | "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+        ) {
+            e.push(format!(
+                "n8n.workflows[{i}].method: {:?} is not GET, POST, PUT, PATCH or DELETE",
+                w.method
+            ));
+        }
+    }
+    if !c.n8n.workflows.is_empty() && c.n8n.url.is_empty() {
+        e.push("n8n.url: workflows are configured but not where n8n is".into());
+    }
     if !c.homeassistant.url.is_empty() && c.homeassistant.token.is_empty() {
         e.push("homeassistant.token: a long-lived access token is needed with homeassistant.url (HA profile → Security), or set homeassistant.token_file / HA_TOKEN".into());
     }
@@ -1689,6 +1745,16 @@ grafana = ["prometheus", "loki"]
                 "[homeassistant]\nurl = \"ha.lan:8123\"\ntoken = \"t\"",
                 &[],
                 "homeassistant.url:",
+            ),
+            (
+                "[n8n]\nurl = \"http://n8n.lan:5678\"\n[[n8n.workflows]]\nname = \"restart\"",
+                &[],
+                "n8n.workflows[0]: name and webhook_path are required",
+            ),
+            (
+                "[[n8n.workflows]]\nname = \"r\"\nwebhook_path = \"r\"",
+                &[],
+                "n8n.url: workflows are configured",
             ),
             (
                 "[safety]\nllm_unknown_commands = \"maybe\"",

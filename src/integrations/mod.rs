@@ -4,4 +4,5 @@
 pub mod alertmanager;
 pub mod homeassistant;
 pub mod loki;
+pub mod n8n;
 pub mod prometheus;

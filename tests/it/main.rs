@@ -13,6 +13,7 @@ mod cli;
 mod drills;
 mod durability;
 mod homeassistant;
+mod n8n;
 mod outbox;
 mod parking;
 mod ssh;

@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod drill;
 pub mod homeassistant;
 pub mod llm;
+pub mod n8n;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
