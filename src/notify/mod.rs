@@ -136,6 +136,9 @@ pub trait Notifier: Send + Sync {
 const TRIES: i64 = 6;
 /// The longest wait between tries (and the most a 429 may ask for).
 const LONGEST_WAIT: Duration = Duration::from_secs(300);
+/// Notifications older than this are no longer sent (a sink down for a day, or one
+/// added back to the configuration, gets no stale backlog).
+const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How often an idle sender looks for due deliveries (others' writes, retries).
 const POLL: Duration = Duration::from_millis(250);
 /// A sender's lease on its sink: far longer than one send (the HTTP timeout is 15 s),
@@ -497,6 +500,8 @@ async fn send_loop(
     let mut leased_until = 0i64;
     // A 429 pauses the whole sink, not only the messages that got it.
     let mut paused_until = tokio::time::Instant::now();
+    let max_age = i64::try_from(MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+    let mut expired_at = tokio::time::Instant::now() - Duration::from_secs(3600);
     loop {
         let written = me.written.notified();
         tokio::pin!(written);
@@ -520,6 +525,20 @@ async fn send_loop(
             Ok(true) if bucket.tokens >= 1.0 => {
                 if leased_until < now_ms() + lease_ms / 2 {
                     leased_until = now_ms() + lease_ms;
+                }
+                if now.duration_since(expired_at) > Duration::from_secs(60) {
+                    expired_at = now;
+                    match store.expire_deliveries(name, now_ms() - max_age).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            sink = name,
+                            expired = n,
+                            "Notifications older than a day were never delivered; no longer sending them."
+                        ),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "Cannot expire old notifications yet.")
+                        }
+                    }
                 }
                 match store.due_deliveries(name, now_ms(), 50).await {
                     Ok(due) if !due.is_empty() => {

@@ -100,6 +100,9 @@ pub trait OutboxStore: Send + Sync {
         counts: bool,
         max_tries: i64,
     ) -> Result<(), StoreError>;
+    /// Marks `sink`'s deliveries of notifications created before `before` failed:
+    /// news that old is no longer worth sending (a sink down for a day, or re-added).
+    async fn expire_deliveries(&self, sink: &str, before: i64) -> Result<u64, StoreError>;
     /// Gives up the lease on sending to `sink` (at shutdown).
     async fn release_sink(&self, sink: &str, owner: &str) -> Result<(), StoreError>;
     /// Newest first, with their deliveries.
@@ -155,6 +158,23 @@ impl OutboxStore for SqlStore {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    async fn expire_deliveries(&self, sink: &str, before: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        Ok(on_pool!(self, p => {
+            sqlx::query(
+                "UPDATE notification_deliveries SET state = 'failed', \
+                 last_error = 'not delivered in time; expired' \
+                 WHERE sink = $1 AND state = 'pending' AND notification_id IN \
+                 (SELECT id FROM notifications WHERE created_at < $2)",
+            )
+            .bind(sink)
+            .bind(before)
+            .execute(p)
+            .await?
+            .rows_affected()
+        }))
     }
 
     async fn release_sink(&self, sink: &str, owner: &str) -> Result<(), StoreError> {

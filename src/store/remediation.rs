@@ -1036,9 +1036,10 @@ impl RemediationStore for SqlStore {
                 (&mut out.host_status_log, sql("host_status_log", "changed_at", "")),
                 (&mut out.state_snapshots, sql("state_snapshots", "taken_at", "")),
                 (&mut out.incidents, sql("incidents", "opened_at", " AND state <> 'open'")),
-                // Deliveries go with their notification; a pending one is kept.
+                // Deliveries go with their notification, pending or not (a sink removed
+                // from the configuration leaves its deliveries pending for good).
                 (&mut 0, "DELETE FROM notification_deliveries WHERE notification_id IN (SELECT id FROM \
-                    notifications WHERE created_at < $1) AND state <> 'pending'".to_owned()),
+                    notifications WHERE created_at < $1)".to_owned()),
                 (&mut 0, sql("rate_events", "at", "")),
                 (&mut out.notifications, sql("notifications", "created_at",
                     " AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = notifications.id)")),

@@ -129,3 +129,31 @@ crate::both_backends! {
         store.close().await;
     }
 }
+
+crate::both_backends! {
+    /// News too old to send is marked failed, once; newer stays due.
+    async fn outbox_deliveries_expire_after_their_time(b: Backend) {
+        use jarvis::store::{OutboxItem, OutboxStore};
+        let Some(env) = TestEnv::new(b).await else { return };
+        let store =
+            SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
+        store.migrate().await.unwrap();
+        let item = |id: &str, at: i64| OutboxItem {
+            id: id.into(),
+            created_at: at,
+            kind: "fixed".into(),
+            title: id.into(),
+            message: "{}".into(),
+            alert_event_id: None,
+            sinks: vec!["s".into(), "t".into()],
+        };
+        store.insert_notifications(&[item("stale", 10), item("fresh", 1_000)]).await.unwrap();
+        assert_eq!(store.expire_deliveries("s", 500).await.unwrap(), 1);
+        assert_eq!(store.expire_deliveries("s", 500).await.unwrap(), 0);
+        let due: Vec<String> = store.due_deliveries("s", 2_000, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+        assert_eq!(due, ["fresh"]);
+        // Another sink's deliveries are its own.
+        assert_eq!(store.due_deliveries("t", 2_000, 10).await.unwrap().len(), 2);
+        store.close().await;
+    }
+}
