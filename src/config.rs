@@ -383,6 +383,9 @@ pub struct HomeAssistantConfig {
     pub supervisor_url: String,
     pub supervisor_token: Secret,
     pub supervisor_token_file: String,
+    /// Services (`domain.service`) any source may call unattended through the
+    /// `homeassistant.call_service` action; others need approval.
+    pub allow_services: Vec<String>,
 }
 
 /// n8n: workflows started through their production webhooks, followed through the

@@ -6,6 +6,7 @@
 //! concerns are transport ones: never trusting an unverified key, bounding time and
 //! output, and retrying only when nothing can have run yet.
 
+pub mod action;
 pub mod limits;
 pub mod local;
 pub mod monitor;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::action::{self, Action, ActionKind, ActionPolicy};
 use super::monitor::{HostMonitor, HostState};
 use super::ssh::SshExecutor;
 use super::{CommandOutput, ExecError, local};
@@ -125,6 +126,16 @@ pub struct CommandRunner {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Pokes the worker when a decision wakes a parked alert.
     wake: Option<Arc<crate::intake::StorageStatus>>,
+    /// The integrations typed actions go through.
+    homeassistant: Option<crate::integrations::homeassistant::HomeAssistant>,
+    n8n: Option<crate::integrations::n8n::N8n>,
+    allow_services: Vec<String>,
+}
+
+/// What an approved request runs on.
+enum Target {
+    Host(HostConfig),
+    Action(Action),
 }
 
 /// SHA-256 of host and command: what an approval promises to run.
@@ -163,6 +174,13 @@ impl CommandRunner {
             target_locks: Mutex::new(HashMap::new()),
             metrics: None,
             wake: None,
+            homeassistant: crate::integrations::homeassistant::HomeAssistant::from_config(
+                &config.homeassistant,
+            )
+            .map_err(|e| format!("homeassistant: {e}"))?,
+            n8n: crate::integrations::n8n::N8n::from_config(&config.n8n)
+                .map_err(|e| format!("n8n: {e}"))?,
+            allow_services: config.homeassistant.allow_services.clone(),
         })
     }
 
@@ -292,19 +310,53 @@ impl CommandRunner {
         }
     }
 
-    /// Judges and, when policy allows, runs a command.
+    fn action_policy(&self) -> ActionPolicy<'_> {
+        ActionPolicy {
+            homeassistant: self.homeassistant.is_some(),
+            n8n: self.n8n.is_some(),
+            allow_services: &self.allow_services,
+        }
+    }
+
+    /// Judges and, when policy allows, runs a command, or a typed action (a step
+    /// starting with `@`, see `exec::action`): the same verdicts, audit, approvals,
+    /// rate limits and breakers.
     pub async fn submit(&self, req: RunRequest) -> Result<RunOutcome, RunError> {
-        let host = self.host(&req.host)?.clone();
-        let (j, explanation) = self
-            .judge_bounded(
-                &req.command,
-                &host.name,
-                req.source,
-                req.previously_verified,
-            )
-            .await;
+        let (target, j, explanation) = if Action::is_step(&req.command) {
+            let j = match Action::parse(&req.command) {
+                Ok(a) => {
+                    let j = action::judge(&a, req.source, &self.action_policy());
+                    (Target::Action(a), j)
+                }
+                Err(why) => {
+                    let j = Judgement {
+                        verdict: Verdict::Blocked,
+                        rule: "action-unreadable".into(),
+                        reason: why,
+                    };
+                    return Ok(RunOutcome::Blocked { judgement: j });
+                }
+            };
+            (j.0, j.1, Vec::new())
+        } else {
+            let host = self.host(&req.host)?.clone();
+            let (j, explanation) = self
+                .judge_bounded(
+                    &req.command,
+                    &host.name,
+                    req.source,
+                    req.previously_verified,
+                )
+                .await;
+            (Target::Host(host), j, explanation)
+        };
+        // Approvals and audits name the host, or the action's pseudo-host.
+        let (host_name, command) = match &target {
+            Target::Host(h) => (h.name.clone(), req.command.clone()),
+            Target::Action(a) => (action::APPROVAL_HOST.to_owned(), a.text()),
+        };
         crate::events::CommandJudged {
-            host: &host.name,
+            host: &host_name,
             source: req.source,
             verdict: j.verdict,
             rule: &j.rule,
@@ -315,8 +367,8 @@ impl CommandRunner {
             source: req.source.as_str().into(),
             verdict: j.verdict.as_str().into(),
             rule: j.rule.clone(),
-            host: host.name.clone(),
-            command: req.command.clone(),
+            host: host_name.clone(),
+            command: command.clone(),
             actor: req.requested_by.clone(),
             detail: j.reason.clone(),
             ..AuditRow::default()
@@ -328,13 +380,13 @@ impl CommandRunner {
                 let now = now_ms();
                 let row = ApprovalRow {
                     id: new_id(),
-                    host: host.name.clone(),
-                    command: req.command.clone(),
+                    host: host_name.clone(),
+                    command: command.clone(),
                     source: req.source,
                     verdict: j.verdict.as_str().into(),
                     rule: j.rule.clone(),
                     reason: j.reason.clone(),
-                    digest: approval_digest(&host.name, &req.command),
+                    digest: approval_digest(&host_name, &command),
                     status: ApprovalStatus::Pending,
                     requested_by: req.requested_by.clone(),
                     alert_event_id: req.alert_event_id.clone(),
@@ -362,16 +414,154 @@ impl CommandRunner {
                     approval_id: row.id,
                 })
             }
-            Verdict::Diagnostic | Verdict::Allowed => Ok(self
-                .execute(
-                    &host,
-                    &req.command,
-                    req.source,
-                    j,
-                    &req.requested_by,
-                    req.target.as_deref(),
-                )
-                .await),
+            Verdict::Diagnostic | Verdict::Allowed => Ok(match &target {
+                Target::Host(host) => {
+                    self.execute(
+                        host,
+                        &req.command,
+                        req.source,
+                        j,
+                        &req.requested_by,
+                        req.target.as_deref(),
+                    )
+                    .await
+                }
+                Target::Action(a) => {
+                    self.execute_action(a, req.source, j, &req.requested_by)
+                        .await
+                }
+            }),
+        }
+    }
+
+    /// Runs an allowed action through its integration, within the same rate limits
+    /// and breakers as commands (the breaker is per action kind and target). A failed
+    /// call is a completed run that exited 1, with the integration's error as stderr.
+    async fn execute_action(
+        &self,
+        a: &Action,
+        source: Source,
+        j: Judgement,
+        actor: &str,
+    ) -> RunOutcome {
+        let rule = j.rule.clone();
+        let breaker_host = format!("{}{}", action::PREFIX, a.kind);
+        let now = now_ms();
+        let limits = async {
+            let slot = self
+                .store
+                .take_rate_slot(&rule, self.rate_limit_per_minute, now)
+                .await?;
+            let breaker = self.store.breaker(&breaker_host, a.target()).await?;
+            Ok::<_, StoreError>((slot, breaker))
+        };
+        match limits.await {
+            Ok((Err(retry_after_seconds), _)) => {
+                return RunOutcome::RateLimited {
+                    judgement: j,
+                    action: rule,
+                    retry_after_seconds,
+                };
+            }
+            Ok((Ok(()), b)) => {
+                if let Err(retry_after_seconds) = b.allows(now) {
+                    return RunOutcome::CircuitOpen {
+                        judgement: j,
+                        action: rule,
+                        retry_after_seconds,
+                    };
+                }
+            }
+            Err(e) => {
+                return RunOutcome::Failed {
+                    judgement: j,
+                    error: format!(
+                        "cannot check the rate limit and circuit breaker ({e}); not run"
+                    ),
+                };
+            }
+        }
+        let started = std::time::Instant::now();
+        let data = |skip: &str| -> serde_json::Value {
+            a.args
+                .iter()
+                .filter(|(k, _)| k.as_str() != skip)
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let not_configured = || format!("{} is not configured", a.kind);
+        let result: Result<String, String> = match a.kind {
+            ActionKind::HaRestartApp => match &self.homeassistant {
+                Some(ha) => ha
+                    .restart_app(a.target())
+                    .await
+                    .map(|service| format!("{} restarted with {service}", a.target()))
+                    .map_err(|e| e.to_string()),
+                None => Err(not_configured()),
+            },
+            ActionKind::HaCallService => match (&self.homeassistant, a.target().split_once('.')) {
+                (Some(ha), Some((domain, service))) => ha
+                    .call_service(domain, service, &data("service"), false)
+                    .await
+                    .map(|v| format!("{} called: {v}", a.target()))
+                    .map_err(|e| e.to_string()),
+                (Some(_), None) => Err(format!("{} is not domain.service", a.target())),
+                (None, _) => Err(not_configured()),
+            },
+            ActionKind::N8nTrigger => match &self.n8n {
+                Some(n) => n
+                    .run(
+                        a.target(),
+                        &data("workflow"),
+                        Duration::from_secs(2),
+                        self.command_timeout,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|e| {
+                        let text = format!("n8n execution {}: {}", e.id, e.status);
+                        if e.succeeded() { Ok(text) } else { Err(text) }
+                    }),
+                None => Err(not_configured()),
+            },
+        };
+        let ok = result.is_ok();
+        let breaker = self
+            .store
+            .breaker(&breaker_host, a.target())
+            .await
+            .unwrap_or_default();
+        if !(ok && breaker == super::limits::Breaker::default()) {
+            self.breaker_record(&breaker_host, a.target(), ok).await;
+        }
+        let (stdout, stderr) = match result {
+            Ok(s) => (s, String::new()),
+            Err(e) => (String::new(), e),
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(action = %a.text(), ok, duration_ms, "Action executed.");
+        self.audit(AuditRow {
+            kind: "executed".into(),
+            source: source.as_str().into(),
+            verdict: j.verdict.as_str().into(),
+            rule: j.rule.clone(),
+            host: action::APPROVAL_HOST.into(),
+            command: a.text(),
+            actor: actor.into(),
+            exit_code: Some(if ok { 0 } else { 1 }),
+            duration_ms: Some(i64::try_from(duration_ms).unwrap_or(i64::MAX)),
+            detail: if ok { stdout.clone() } else { stderr.clone() },
+            ..AuditRow::default()
+        })
+        .await;
+        RunOutcome::Completed {
+            judgement: j,
+            exit_code: Some(if ok { 0 } else { 1 }),
+            timed_out: false,
+            duration_ms,
+            stdout,
+            stderr,
         }
     }
 
@@ -386,11 +576,18 @@ impl CommandRunner {
         if approval_digest(&a.host, &a.command) != a.digest {
             return Err(RunError::Tampered(id.into()));
         }
-        let host = self.host(&a.host)?.clone();
         let source = a.source;
-        let (j, _) = self
-            .judge_bounded(&a.command, &host.name, source, false)
-            .await;
+        let (target, j) = if a.host == action::APPROVAL_HOST {
+            let act = Action::parse(&a.command).map_err(|_| RunError::Tampered(id.into()))?;
+            let j = action::judge(&act, source, &self.action_policy());
+            (Target::Action(act), j)
+        } else {
+            let host = self.host(&a.host)?.clone();
+            let (j, _) = self
+                .judge_bounded(&a.command, &host.name, source, false)
+                .await;
+            (Target::Host(host), j)
+        };
         if j.verdict == Verdict::Blocked {
             let detail = format!("approval {id} now blocked by policy: {}", j.reason);
             self.decide(
@@ -418,9 +615,13 @@ impl CommandRunner {
             detail,
         )
         .await?;
-        let outcome = self
-            .execute(&host, &a.command, source, j, approver, None)
-            .await;
+        let outcome = match &target {
+            Target::Host(host) => {
+                self.execute(host, &a.command, source, j, approver, None)
+                    .await
+            }
+            Target::Action(act) => self.execute_action(act, source, j, approver).await,
+        };
         let (code, text) = match &outcome {
             RunOutcome::Completed {
                 exit_code,

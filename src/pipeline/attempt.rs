@@ -115,8 +115,15 @@ impl Remediator {
         used: i64,
         last_failure: Option<String>,
     ) -> Flow {
+        // A plan of typed actions only needs no host: the integration is the target.
+        let only_actions = !plan.commands.is_empty()
+            && plan
+                .commands
+                .iter()
+                .all(|c| crate::exec::action::Action::is_step(c));
         let host = match plan.host.as_deref().or(ctx.host.as_deref()) {
             Some(h) => h.to_owned(),
+            None if only_actions => crate::exec::action::APPROVAL_HOST.to_owned(),
             None => {
                 let reason = format!(
                     "a {} plan exists but no host could be determined (set remediation_host or [[hosts]] match_instances)",

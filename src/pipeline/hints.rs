@@ -164,11 +164,19 @@ pub fn plan(
     if !execute_alert_hints {
         return Ok(None);
     }
-    let text = annotations
-        .get("remediation_commands")
-        .or_else(|| labels.get("remediation_commands"));
-    let Some(text) = text else { return Ok(None) };
-    let commands = split_commands(text);
+    let hint = |name: &str| annotations.get(name).or_else(|| labels.get(name));
+    let mut commands = hint("remediation_commands")
+        .map(|t| split_commands(t))
+        .unwrap_or_default();
+    // Typed actions (`homeassistant.restart_app app=core_mosquitto`), after the
+    // commands; judged as actions when they run.
+    if let Some(t) = hint("remediation_action") {
+        commands.extend(
+            split_commands(t)
+                .into_iter()
+                .map(|a| format!("{}{a}", crate::exec::action::PREFIX)),
+        );
+    }
     if commands.is_empty() {
         return Ok(None);
     }

@@ -28,6 +28,8 @@ pub struct Ha {
     generation: Generation,
     /// (domain.service, data) of every call that succeeded.
     pub calls: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Apps that are down until restarted (`/metrics`: `ha_app_up{app}` for Prometheus).
+    pub down: Arc<Mutex<Vec<String>>>,
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
@@ -121,6 +123,11 @@ async fn call(
     if !known || q.contains_key("return_response") {
         return (StatusCode::BAD_REQUEST, "400: Bad Request").into_response();
     }
+    if domain == "hassio"
+        && let Some(app) = data[field].as_str()
+    {
+        ha.down.lock().unwrap().retain(|a| a != app);
+    }
     ha.calls
         .lock()
         .unwrap()
@@ -145,12 +152,30 @@ async fn addons(headers: HeaderMap) -> Response {
     .into_response()
 }
 
+/// `ha_app_up{app}` for each known app: what a Prometheus exporter would show.
+async fn metrics(State(ha): State<Ha>) -> String {
+    let down = ha.down.lock().unwrap();
+    ["core_mosquitto", "ccab4aaf_frigate"]
+        .iter()
+        .map(|a| {
+            let up = u8::from(!down.iter().any(|d| d == a));
+            format!("ha_app_up{{app=\"{a}\"}} {up}\n")
+        })
+        .collect()
+}
+
 /// Starts Home Assistant (Core at `/api`, the Supervisor at `/supervisor`); returns
 /// its base URL, the Supervisor's, and the recorder of service calls.
 pub async fn start(generation: Generation) -> (String, String, Ha) {
+    start_with(generation, &[]).await
+}
+
+/// As `start`, with `down` apps down until restarted.
+pub async fn start_with(generation: Generation, down: &[&str]) -> (String, String, Ha) {
     let ha = Ha {
         generation,
         calls: Arc::default(),
+        down: Arc::new(Mutex::new(down.iter().map(|d| (*d).to_owned()).collect())),
     };
     let app = axum::Router::new()
         .route("/api/", axum::routing::get(api))
@@ -161,6 +186,7 @@ pub async fn start(generation: Generation) -> (String, String, Ha) {
             axum::routing::post(call),
         )
         .route("/supervisor/addons", axum::routing::get(addons))
+        .route("/metrics", axum::routing::get(metrics))
         .with_state(ha.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
