@@ -129,3 +129,71 @@ async fn mistakes_and_slow_runs_say_what_to_do() {
         N8nError::WebhookAuth(403)
     );
 }
+
+/// Issue 12: an alert whose fix is an n8n workflow runs it through the pipeline, and
+/// the remediation record carries the execution and its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_fix_reports_its_execution_outcome() {
+    use crate::support::{Backend, TestApp, TestEnv, eventually};
+
+    let (url, _) = n8n::start().await;
+    let env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    let mut c = env.config();
+    c.rules.settle_seconds = 0;
+    c.remediation.max_attempts_per_alert = 1;
+    c.n8n.url = url;
+    c.n8n.api_key = Secret::new(API_KEY);
+    c.n8n.workflows = vec![
+        workflow("backup", "backup", "wfBackup"),
+        workflow("broken", "broken", "wfBroken"),
+    ];
+    let app = TestApp::start_remediating(c).await;
+    let alert = |name: &str, workflow: &str| {
+        json!({"receiver": "jarvis", "status": "firing", "version": "4", "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": name, "instance": "nas:9100"},
+            "annotations": {"remediation_action": format!("n8n.trigger workflow={workflow}")},
+            "startsAt": "2026-11-25T05:00:00.000Z",
+        }]})
+        .to_string()
+    };
+    assert_eq!(
+        app.post_webhook(&alert("BackupStale", "backup")).await.0,
+        200
+    );
+    assert_eq!(
+        app.post_webhook(&alert("BackupBroken", "broken")).await.0,
+        200
+    );
+    let record = |name: &'static str| {
+        let app = &app;
+        async move {
+            eventually(name, Duration::from_secs(30), || async {
+                let (_, r) = app.get(&format!("/remediations?alert_name={name}")).await;
+                r["remediations"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["status"] == "success" || r["status"] == "failure")
+                    .cloned()
+            })
+            .await
+        }
+    };
+    let ok = record("BackupStale").await;
+    assert_eq!(ok["status"], "success", "{ok}");
+    let out = ok["output"].as_str().unwrap();
+    assert!(
+        out.contains("n8n execution ") && out.contains(": success"),
+        "{ok}"
+    );
+    let failed = record("BackupBroken").await;
+    assert_eq!(failed["status"], "failure", "{failed}");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains(": error"),
+        "{failed}"
+    );
+    app.stop().await;
+}
