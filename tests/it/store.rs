@@ -84,24 +84,35 @@ crate::both_backends! {
     }
 }
 
+/// A migrated store on a fresh database of backend `b` (and the folder it lives in).
+async fn migrated(b: Backend) -> Option<(TestEnv, SqlStore)> {
+    let env = TestEnv::new(b).await?;
+    let store =
+        SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
+    store.migrate().await.unwrap();
+    Some((env, store))
+}
+
+/// A notification for the outbox, to `sinks`.
+fn outbox_item(id: &str, at: i64, sinks: &[&str]) -> jarvis::store::OutboxItem {
+    jarvis::store::OutboxItem {
+        id: id.into(),
+        created_at: at,
+        kind: "escalated".into(),
+        title: id.into(),
+        message: "{}".into(),
+        alert_event_id: None,
+        sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
 crate::both_backends! {
     /// The outbox's bookkeeping: each delivery counts its own tries, a 429 is not a
     /// try, and a delivery another sender completed is never reopened.
     async fn outbox_deliveries_count_their_own_tries(b: Backend) {
-        use jarvis::store::{OutboxItem, OutboxStore};
-        let Some(env) = TestEnv::new(b).await else { return };
-        let store =
-            SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
-        store.migrate().await.unwrap();
-        let item = |id: &str, at: i64| OutboxItem {
-            id: id.into(),
-            created_at: at,
-            kind: "escalated".into(),
-            title: id.into(),
-            message: "{}".into(),
-            alert_event_id: None,
-            sinks: vec!["s".into()],
-        };
+        use jarvis::store::OutboxStore;
+        let Some((_env, store)) = migrated(b).await else { return };
+        let item = |id: &str, at: i64| outbox_item(id, at, &["s"]);
         store.insert_notifications(&[item("old", 1), item("new", 2)]).await.unwrap();
         let (old, new, both) = (vec!["old".to_owned()], vec!["new".to_owned()], vec!["old".to_owned(), "new".to_owned()]);
         for _ in 0..5 {
@@ -133,20 +144,9 @@ crate::both_backends! {
 crate::both_backends! {
     /// News too old to send is marked failed, once; newer stays due.
     async fn outbox_deliveries_expire_after_their_time(b: Backend) {
-        use jarvis::store::{OutboxItem, OutboxStore};
-        let Some(env) = TestEnv::new(b).await else { return };
-        let store =
-            SqlStore::open_url(&DatabaseUrl::new(&env.db_url), 2, Duration::from_secs(5)).unwrap();
-        store.migrate().await.unwrap();
-        let item = |id: &str, at: i64| OutboxItem {
-            id: id.into(),
-            created_at: at,
-            kind: "fixed".into(),
-            title: id.into(),
-            message: "{}".into(),
-            alert_event_id: None,
-            sinks: vec!["s".into(), "t".into()],
-        };
+        use jarvis::store::OutboxStore;
+        let Some((_env, store)) = migrated(b).await else { return };
+        let item = |id: &str, at: i64| outbox_item(id, at, &["s", "t"]);
         store.insert_notifications(&[item("stale", 10), item("fresh", 1_000)]).await.unwrap();
         assert_eq!(store.expire_deliveries("s", 500).await.unwrap(), 1);
         assert_eq!(store.expire_deliveries("s", 500).await.unwrap(), 0);
