@@ -197,7 +197,16 @@ fn config_secrets(c: &Config) -> Vec<String> {
         c.notify.slack.webhook_url.expose().to_owned(),
         c.notify.ntfy.url.clone(),
         c.notify.webhook.url.clone(),
+        c.homeassistant.token.expose().to_owned(),
+        c.homeassistant.supervisor_token.expose().to_owned(),
+        c.n8n.api_key.expose().to_owned(),
     ];
+    s.extend(
+        c.n8n
+            .workflows
+            .iter()
+            .map(|w| w.auth_value.expose().to_owned()),
+    );
     if let Ok(u) = url::Url::parse(c.database.url.expose())
         && let Some(pw) = u.password()
     {
@@ -218,18 +227,19 @@ impl Agent {
             .transpose()?;
         let mut prices = default_prices();
         prices.extend(config.llm.prices.clone());
+        let tools = ToolBox {
+            runner: parts.runner,
+            hosts: config.hosts.clone(),
+            prometheus,
+            loki,
+            runbooks: parts.runbooks,
+            secrets: config_secrets(config),
+            output_chars: config.llm.tool_output_chars,
+        };
         Ok(Self {
             provider: parts.provider,
-            tools: ToolBox {
-                runner: parts.runner,
-                hosts: config.hosts.clone(),
-                prometheus,
-                loki,
-                runbooks: parts.runbooks,
-                secrets: config_secrets(config),
-                output_chars: config.llm.tool_output_chars,
-            },
-            specs: tools::specs(),
+            specs: tools.specs(),
+            tools,
             store: parts.store,
             metrics: parts.metrics,
             notify: parts.notify,

@@ -81,6 +81,36 @@ pub fn specs() -> Vec<ToolSpec> {
     ]
 }
 
+/// The Home Assistant tools, offered when `[homeassistant]` is configured.
+pub fn homeassistant_specs(lists_apps: bool) -> Vec<ToolSpec> {
+    let mut out = vec![
+        ToolSpec {
+            name: "homeassistant_state",
+            description: "An entity's state in Home Assistant (sensor.*, switch.*, binary_sensor.*, ...): its state text, attributes and when it last changed.",
+            schema: json!({"type": "object", "properties": {
+                "entity_id": {"type": "string", "description": "domain.object_id, e.g. sensor.ups_battery"}
+            }, "required": ["entity_id"]}),
+        },
+        ToolSpec {
+            name: "homeassistant_restart_app",
+            description: "Restart a Home Assistant app (add-on) by its slug, e.g. core_mosquitto. A person approves it before it runs; finish with complete_remediation if it is the fix.",
+            schema: json!({"type": "object", "properties": {
+                "app": {"type": "string", "description": "the app's slug"},
+                "reason": {"type": "string", "description": "why, in one sentence"},
+                "confidence": {"type": "number", "description": "0-100"}
+            }, "required": ["app", "reason", "confidence"]}),
+        },
+    ];
+    if lists_apps {
+        out.push(ToolSpec {
+            name: "homeassistant_apps",
+            description: "The Home Assistant apps (add-ons) installed, with their slug, state and version.",
+            schema: json!({"type": "object", "properties": {}}),
+        });
+    }
+    out
+}
+
 /// How the agent finished.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
@@ -198,11 +228,17 @@ impl ToolBox {
             "query_loki_logs" => self.loki_logs(&args).await,
             "get_runbook" => self.runbook(&args),
             "list_hosts" => Ok(self.list_hosts()),
+            "homeassistant_state" | "homeassistant_apps" | "homeassistant_restart_app"
+                if self.runner.homeassistant().is_some() =>
+            {
+                self.homeassistant(&call.name, &args, state, alert_event_id)
+                    .await
+            }
             "complete_remediation" => finish_complete(&args, state),
             "escalate" => finish_escalate(&args, state),
             other => Err(format!(
                 "there is no tool {other:?}; the tools are: {}",
-                specs()
+                self.specs()
                     .iter()
                     .map(|s| s.name)
                     .collect::<Vec<_>>()
@@ -222,6 +258,59 @@ impl ToolBox {
             .map(|h| json!({"name": h.name, "aliases": h.aliases}))
             .collect();
         Value::Array(hosts).to_string()
+    }
+
+    /// Every tool this run offers, in a fixed order (part of the cached prefix).
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        let mut all = specs();
+        if let Some(ha) = self.runner.homeassistant() {
+            all.extend(homeassistant_specs(ha.lists_apps()));
+        }
+        all
+    }
+
+    /// The Home Assistant tools: reading is free; a restart is the
+    /// `homeassistant.restart_app` action, through the gate as the LLM's (so a person
+    /// approves it), recorded like `run_command`.
+    async fn homeassistant(
+        &self,
+        name: &str,
+        args: &Value,
+        state: &mut RunState,
+        alert_event_id: &str,
+    ) -> Result<String, String> {
+        let ha = self
+            .runner
+            .homeassistant()
+            .ok_or("Home Assistant is not configured")?;
+        match name {
+            "homeassistant_state" => {
+                let id = str_arg(args, "entity_id").ok_or("entity_id is required")?;
+                let s = ha.state(id).await.map_err(|e| e.to_string())?;
+                Ok(self.outside(
+                    "home assistant state",
+                    &serde_json::to_string_pretty(&s).unwrap_or_default(),
+                ))
+            }
+            "homeassistant_apps" => {
+                let apps = ha.apps().await.map_err(|e| e.to_string())?;
+                Ok(self.outside(
+                    "home assistant apps",
+                    &serde_json::to_string_pretty(&apps).unwrap_or_default(),
+                ))
+            }
+            _ => {
+                let app = str_arg(args, "app").ok_or("app is required (its slug)")?;
+                let command = format!(
+                    "{}homeassistant.restart_app app={app}",
+                    crate::exec::action::PREFIX
+                );
+                let mut call = args.clone();
+                call["host"] = json!(crate::exec::action::APPROVAL_HOST);
+                call["command"] = json!(command);
+                self.run_command(&call, state, alert_event_id).await
+            }
+        }
     }
 
     async fn run_command(

@@ -310,6 +310,11 @@ impl CommandRunner {
         }
     }
 
+    /// The Home Assistant client, when configured (the agent reads states with it).
+    pub fn homeassistant(&self) -> Option<&crate::integrations::homeassistant::HomeAssistant> {
+        self.homeassistant.as_ref()
+    }
+
     fn action_policy(&self) -> ActionPolicy<'_> {
         ActionPolicy {
             homeassistant: self.homeassistant.is_some(),

@@ -756,3 +756,89 @@ async fn metric_history_comes_from_real_prometheus() {
     );
     a.app.stop().await;
 }
+
+/// Issue 12: with Home Assistant configured the agent gets its tools. It reads an
+/// entity's state, asks to restart an app, a person approves, and the app is
+/// restarted once through HA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_restarts_a_home_assistant_app_once_a_person_approves() {
+    use crate::support::homeassistant::{self as ha_stub, Generation, TOKEN};
+    let (ha_url, _, ha) = ha_stub::start(Generation::App).await;
+    let script = vec![
+        call(
+            "homeassistant_state",
+            json!({"entity_id": "sensor.ups_battery"}),
+        ),
+        call(
+            "homeassistant_restart_app",
+            json!({"app": "core_mosquitto", "reason": "the broker is down", "confidence": 80}),
+        ),
+        complete(),
+    ];
+    let Some(a) = start(Wire::Anthropic, script, false, |c| {
+        c.homeassistant.url = ha_url.clone();
+        c.homeassistant.token = Secret::new(TOKEN);
+    })
+    .await
+    else {
+        return;
+    };
+    a.fire("MqttDown", json!({})).await;
+    let (_, pending) = eventually(
+        "the restart waits for approval",
+        Duration::from_secs(30),
+        || async {
+            let (c, p) = a.app.get("/approvals?status=pending").await;
+            let waiting = p["approvals"].as_array().is_some_and(|l| !l.is_empty());
+            waiting.then_some((c, p))
+        },
+    )
+    .await;
+    let approval = &pending["approvals"][0];
+    assert_eq!(
+        approval["command"],
+        "homeassistant.restart_app app=core_mosquitto"
+    );
+    assert_eq!(approval["source"], "llm");
+    // The tools were offered, and the state came back fenced as outside data.
+    let tools: Vec<String> = a.llm.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        tools.contains(&"homeassistant_restart_app".to_owned()),
+        "{tools:?}"
+    );
+    assert!(
+        !tools.contains(&"homeassistant_apps".to_owned()),
+        "no Supervisor: no app list"
+    );
+    let results = a.llm.tool_results();
+    assert!(results[0].contains("\"state\": \"87\""), "{results:?}");
+    assert!(
+        results[1].contains("needs a person's approval"),
+        "{results:?}"
+    );
+    assert!(
+        ha.calls.lock().unwrap().is_empty(),
+        "nothing ran before approval"
+    );
+    let id = approval["id"].as_str().unwrap();
+    let (code, body) = a
+        .app
+        .api_post(&format!("/approvals/{id}/approve"), "{\"by\": \"jordan\"}")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let event = a.final_event("MqttDown").await;
+    assert_eq!(event["state"], "resolved", "{event}");
+    assert_eq!(
+        ha.calls.lock().unwrap().clone(),
+        vec![(
+            "hassio.app_restart".to_owned(),
+            json!({"app": "core_mosquitto"})
+        )]
+    );
+    a.app.stop().await;
+}
