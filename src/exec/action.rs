@@ -61,7 +61,9 @@ impl Action {
             if !key_ok || v.is_empty() || v.chars().any(|c| c.is_control()) {
                 return Err(format!("{kind}: {w:?} is not key=value"));
             }
-            args.insert(k.to_owned(), v.to_owned());
+            if args.insert(k.to_owned(), v.to_owned()).is_some() {
+                return Err(format!("{kind}: {k} is given twice"));
+            }
         }
         let required = match kind {
             ActionKind::HaRestartApp => "app",
@@ -181,6 +183,7 @@ mod tests {
             ("homeassistant.restart_app core_mosquitto", "not key=value"),
             ("n8n.trigger workflow=", "not key=value"),
             ("n8n.trigger Workflow=x", "not key=value"),
+            ("n8n.trigger workflow=a workflow=b", "given twice"),
         ] {
             let e = Action::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::alert::LabelSet;
+use crate::exec::action::Action;
 use crate::pipeline::hints::{HintError, fill_name, fill_placeholders, matches};
 
 /// How many observations a seeded prior is worth.
@@ -46,6 +47,9 @@ pub struct PatternDef {
     /// Target host (placeholders allowed); default: resolved from the alert.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// Shell commands, and typed actions: `"@homeassistant.restart_app app={{ app }}"`
+    /// or a table `{ action = "homeassistant.restart_app", app = "{{ app }}" }`.
+    #[serde(deserialize_with = "steps")]
     pub commands: Vec<String>,
     /// Seeded prior, 0..=1.
     pub confidence: f64,
@@ -60,6 +64,55 @@ pub struct PatternFile {
     pub patterns: Vec<PatternDef>,
 }
 
+/// Words in a template when each `{{ placeholder }}` is one word.
+fn words_with_placeholders(t: &str) -> usize {
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                out.push('x');
+                rest = &rest[start + end + 2..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().count()
+}
+
+/// A step as written: a command (or `@action` text), or an action table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StepDef {
+    Text(String),
+    Action(BTreeMap<String, String>),
+}
+
+/// Reads the steps, turning action tables into their `@kind key=value` text.
+fn steps<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let defs = Vec::<StepDef>::deserialize(d)?;
+    defs.into_iter()
+        .map(|s| match s {
+            StepDef::Text(t) => Ok(t),
+            StepDef::Action(mut t) => {
+                let kind = t.remove("action").ok_or_else(|| {
+                    serde::de::Error::custom("a step table needs action = \"<kind>\"")
+                })?;
+                let mut text = format!("{}{kind}", crate::exec::action::PREFIX);
+                for (k, v) in t {
+                    text.push_str(&format!(" {k}={v}"));
+                }
+                Ok(text)
+            }
+        })
+        .collect()
+}
+
 /// Parses a pattern file; every problem names the pattern and the key.
 pub fn parse(name: &str, text: &str) -> Result<Vec<PatternDef>, String> {
     let file: PatternFile = toml::from_str(text).map_err(|e| format!("{name}: {}", e.message()))?;
@@ -72,6 +125,11 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<PatternDef>, String> {
             return Err(format!(
                 "{at}: commands must list at least one non-empty command"
             ));
+        }
+        for c in p.commands.iter().filter(|c| Action::is_step(c)) {
+            // Placeholders stand for one word; judge the shape with sample values.
+            let sample = fill_name(c, &sample_labels(p)).unwrap_or_else(|_| c.clone());
+            Action::parse(&sample).map_err(|e| format!("{at}: {e}"))?;
         }
         if !(0.0..=1.0).contains(&p.confidence) {
             return Err(format!(
@@ -120,7 +178,21 @@ fn apply<'a>(p: &'a PatternDef, labels: &LabelSet) -> Result<Applied<'a>, HintEr
     let commands = p
         .commands
         .iter()
-        .map(|c| fill_placeholders(c, labels))
+        .map(|c| {
+            if Action::is_step(c) {
+                // An action is never seen by a shell: its values go in raw, and each
+                // must stay one word (a value with a space could add an argument).
+                let filled = fill_name(c, labels)?;
+                if filled.split_whitespace().count() != words_with_placeholders(c) {
+                    return Err(HintError::MissingLabel(format!(
+                        "a label value with spaces in action {c}"
+                    )));
+                }
+                Ok(filled)
+            } else {
+                fill_placeholders(c, labels)
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let host = if p.host.is_empty() {
         None
@@ -163,6 +235,9 @@ pub fn gate_problems(p: &PatternDef, policy: &crate::safety::Policy) -> Vec<Stri
     applied
         .commands
         .iter()
+        // Actions are checked when the file is read and judged by the action policy
+        // when they run (the shell gate has nothing to say about them).
+        .filter(|cmd| !Action::is_step(cmd))
         .filter_map(|cmd| {
             let j = safety::judge(cmd, &Context::new(None, Source::Operator), policy);
             (j.verdict == Verdict::Blocked).then(|| {
@@ -193,6 +268,53 @@ mod tests {
     use crate::safety::{self, Context, Policy, Source, Verdict};
 
     use crate::domain::alert::labels;
+
+    #[test]
+    fn patterns_may_list_actions_beside_commands() {
+        let text = r#"
+[[patterns]]
+alert_name = "HaAppDown"
+match = { app = "*" }
+commands = [
+    "echo restarting",
+    { action = "homeassistant.restart_app", app = "{{ app }}" },
+    "@n8n.trigger workflow=notify-{{ app }}",
+]
+confidence = 0.9
+"#;
+        let p = &parse("ha.toml", text).unwrap()[0];
+        assert_eq!(
+            p.commands[1], "@homeassistant.restart_app app={{ app }}",
+            "a table step is its action's text"
+        );
+        let applied = apply(p, &labels(&[("app", "core_mosquitto")])).unwrap();
+        assert_eq!(
+            applied.commands,
+            [
+                "echo restarting",
+                "@homeassistant.restart_app app=core_mosquitto",
+                "@n8n.trigger workflow=notify-core_mosquitto",
+            ],
+            "values go into actions raw (no shell sees them)"
+        );
+        // A value with a space could add an argument: the pattern does not apply.
+        assert!(apply(p, &labels(&[("app", "x service=lock.unlock")])).is_err());
+        // A malformed action is refused when the file is read, naming the pattern.
+        let bad = text.replace(
+            "homeassistant.restart_app\", app",
+            "homeassistant.reboot\", app",
+        );
+        let e = parse("ha.toml", &bad).unwrap_err();
+        assert!(
+            e.contains("ha.toml: patterns[0] (HaAppDown)") && e.contains("known actions"),
+            "{e}"
+        );
+        let no_kind = text.replace("action = \"homeassistant.restart_app\", ", "");
+        assert!(parse("ha.toml", &no_kind).is_err());
+        // The shell gate does not judge actions: the pattern is importable.
+        let policy = crate::safety::Policy::built_in();
+        assert_eq!(gate_problems(p, &policy), Vec::<String>::new());
+    }
 
     #[test]
     fn the_seeded_library_is_large_valid_and_never_blocked() {
