@@ -386,6 +386,9 @@ pub struct HomeAssistantConfig {
     /// Services (`domain.service`) any source may call unattended through the
     /// `homeassistant.call_service` action; others need approval.
     pub allow_services: Vec<String>,
+    /// Apps (slugs) the operator's and learned fixes may restart unattended; empty:
+    /// any app. Others need approval.
+    pub allow_apps: Vec<String>,
 }
 
 /// n8n: workflows started through their production webhooks, followed through the
@@ -1447,6 +1450,11 @@ fn validate_hosts(hosts: &[HostConfig], e: &mut Vec<String>) {
         for n in std::iter::once(&h.name).chain(&h.aliases) {
             if n.is_empty() {
                 continue;
+            }
+            if n.starts_with('@') {
+                e.push(format!(
+                    "{key}: host name {n:?} must not start with @ (it marks typed actions)"
+                ));
             }
             if let Some(first) = seen.insert(n, i)
                 && first != i

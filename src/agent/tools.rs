@@ -247,7 +247,8 @@ impl ToolBox {
         };
         match out {
             Ok(text) => result(text, false),
-            Err(text) => result(text, true),
+            // Errors can quote what a server answered: redact them too.
+            Err(text) => result(self.redact(&text), true),
         }
     }
 

@@ -108,6 +108,8 @@ pub struct ActionPolicy<'a> {
     pub n8n: bool,
     /// `[homeassistant] allow_services`: services any source may call unattended.
     pub allow_services: &'a [String],
+    /// `[homeassistant] allow_apps`: apps restarted unattended (empty: any).
+    pub allow_apps: &'a [String],
 }
 
 /// The verdict on an action, per source: the operator's and learned actions run; the
@@ -130,6 +132,26 @@ pub fn judge(action: &Action, source: Source, p: &ActionPolicy<'_>) -> Judgement
             format!("{} is not configured here", action.kind),
         );
     }
+    if action.args.values().any(|v| v == "all") {
+        return judgement(
+            Verdict::Blocked,
+            "action-targets-all",
+            format!("{}: \"all\" would act on every entity", action.kind),
+        );
+    }
+    if action.kind == ActionKind::HaRestartApp
+        && !p.allow_apps.is_empty()
+        && !p.allow_apps.iter().any(|s| s == action.target())
+    {
+        return judgement(
+            Verdict::ApprovalRequired,
+            "action-app-not-allowed",
+            format!(
+                "app {} is not in homeassistant.allow_apps; a person must approve it",
+                action.target()
+            ),
+        );
+    }
     if action.kind == ActionKind::HaCallService
         && !p.allow_services.iter().any(|s| s == action.target())
     {
@@ -149,7 +171,16 @@ pub fn judge(action: &Action, source: Source, p: &ActionPolicy<'_>) -> Judgement
             &rule,
             format!("{} proposed by the LLM: a person approves it", action.kind),
         ),
-        _ => judgement(
+        // As with restarts by shell: asked for through the API, a person approves.
+        Source::Manual => judgement(
+            Verdict::ApprovalRequired,
+            &rule,
+            format!(
+                "{} asked for through the API: a person approves it",
+                action.kind
+            ),
+        ),
+        Source::Operator | Source::Learned => judgement(
             Verdict::Allowed,
             &rule,
             format!("{} on {}", action.kind, action.target()),
@@ -193,12 +224,14 @@ mod tests {
     #[test]
     fn the_verdict_depends_on_source_configuration_and_allow_list() {
         let allow = vec!["automation.reload".to_owned()];
+        let apps = vec!["core_mosquitto".to_owned()];
         let p = ActionPolicy {
             homeassistant: true,
             n8n: false,
             allow_services: &allow,
+            allow_apps: &apps,
         };
-        let restart = Action::parse("homeassistant.restart_app app=x").unwrap();
+        let restart = Action::parse("homeassistant.restart_app app=core_mosquitto").unwrap();
         assert_eq!(
             judge(&restart, Source::Operator, &p).verdict,
             Verdict::Allowed
@@ -210,6 +243,22 @@ mod tests {
         assert_eq!(
             judge(&restart, Source::Llm, &p).verdict,
             Verdict::ApprovalRequired
+        );
+        assert_eq!(
+            judge(&restart, Source::Manual, &p).verdict,
+            Verdict::ApprovalRequired
+        );
+        let other_app = Action::parse("homeassistant.restart_app app=ccab4aaf_frigate").unwrap();
+        assert_eq!(
+            judge(&other_app, Source::Operator, &p).verdict,
+            Verdict::ApprovalRequired
+        );
+        let everything =
+            Action::parse("homeassistant.call_service service=automation.reload entity_id=all")
+                .unwrap();
+        assert_eq!(
+            judge(&everything, Source::Operator, &p).verdict,
+            Verdict::Blocked
         );
         let reload = Action::parse("homeassistant.call_service service=automation.reload").unwrap();
         assert_eq!(

@@ -130,6 +130,7 @@ pub struct CommandRunner {
     homeassistant: Option<crate::integrations::homeassistant::HomeAssistant>,
     n8n: Option<crate::integrations::n8n::N8n>,
     allow_services: Vec<String>,
+    allow_apps: Vec<String>,
 }
 
 /// What an approved request runs on.
@@ -181,6 +182,7 @@ impl CommandRunner {
             n8n: crate::integrations::n8n::N8n::from_config(&config.n8n)
                 .map_err(|e| format!("n8n: {e}"))?,
             allow_services: config.homeassistant.allow_services.clone(),
+            allow_apps: config.homeassistant.allow_apps.clone(),
         })
     }
 
@@ -320,6 +322,7 @@ impl CommandRunner {
             homeassistant: self.homeassistant.is_some(),
             n8n: self.n8n.is_some(),
             allow_services: &self.allow_services,
+            allow_apps: &self.allow_apps,
         }
     }
 
@@ -339,6 +342,18 @@ impl CommandRunner {
                         rule: "action-unreadable".into(),
                         reason: why,
                     };
+                    self.audit(AuditRow {
+                        kind: "judged".into(),
+                        source: req.source.as_str().into(),
+                        verdict: j.verdict.as_str().into(),
+                        rule: j.rule.clone(),
+                        host: action::APPROVAL_HOST.into(),
+                        command: crate::notify::sinks::truncate(&req.command, 500),
+                        actor: req.requested_by.clone(),
+                        detail: j.reason.clone(),
+                        ..AuditRow::default()
+                    })
+                    .await;
                     return Ok(RunOutcome::Blocked { judgement: j });
                 }
             };
@@ -509,7 +524,12 @@ impl CommandRunner {
                 (Some(ha), Some((domain, service))) => ha
                     .call_service(domain, service, &data("service"), false)
                     .await
-                    .map(|v| format!("{} called: {v}", a.target()))
+                    // The changed states can carry tokens (cameras, media players):
+                    // say how many, not what.
+                    .map(|v| {
+                        let n = v.as_array().map_or(0, Vec::len);
+                        format!("{} called; {n} state(s) changed", a.target())
+                    })
                     .map_err(|e| e.to_string()),
                 (Some(_), None) => Err(format!("{} is not domain.service", a.target())),
                 (None, _) => Err(not_configured()),
@@ -540,9 +560,10 @@ impl CommandRunner {
         if !(ok && breaker == super::limits::Breaker::default()) {
             self.breaker_record(&breaker_host, a.target(), ok).await;
         }
+        let cut = |s: String| crate::notify::sinks::truncate(&s, 1000);
         let (stdout, stderr) = match result {
-            Ok(s) => (s, String::new()),
-            Err(e) => (String::new(), e),
+            Ok(s) => (cut(s), String::new()),
+            Err(e) => (String::new(), cut(e)),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(action = %a.text(), ok, duration_ms, "Action executed.");

@@ -64,6 +64,17 @@ pub struct App {
     pub version: Option<String>,
 }
 
+/// A client that never follows redirects: a token must not go where HA did not
+/// answer from.
+pub(crate) fn no_redirects(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    crate::install_crypto_provider();
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_rustls()
+        .build()?)
+}
+
 #[derive(Clone)]
 pub struct HomeAssistant {
     base: String,
@@ -88,7 +99,7 @@ impl HomeAssistant {
             base: c.url.trim_end_matches('/').to_owned(),
             token: c.token.expose().to_owned(),
             supervisor,
-            client: crate::http_client(TIMEOUT)?,
+            client: no_redirects(TIMEOUT)?,
         }))
     }
 
@@ -144,7 +155,17 @@ impl HomeAssistant {
 
     /// `GET /api/states/<entity_id>`.
     pub async fn state(&self, entity_id: &str) -> Result<EntityState, HaError> {
-        if entity_id.is_empty() || !entity_id.contains('.') || entity_id.contains('/') {
+        // domain.object_id, lower-case letters, digits and `_` only: nothing else may
+        // reach the URL path (`\` and `..` would leave /api/states).
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !entity_id
+            .split_once('.')
+            .is_some_and(|(d, o)| word(d) && word(o))
+        {
             return Err(HaError::BadRequest(format!(
                 "{entity_id:?} is not an entity id (domain.object_id)"
             )));

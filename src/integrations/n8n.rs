@@ -68,13 +68,19 @@ pub struct N8n {
     client: reqwest::Client,
 }
 
-/// An execution id as text (n8n gives numbers or strings, by version).
+/// An execution id as text (n8n gives numbers or strings, by version); only letters,
+/// digits, `_` and `-`, since it goes into a URL path.
 fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    .then_some(s)
 }
 
 impl N8n {
@@ -87,7 +93,8 @@ impl N8n {
             base: c.url.trim_end_matches('/').to_owned(),
             api_key: c.api_key.expose().to_owned(),
             workflows: c.workflows.clone(),
-            client: crate::http_client(Duration::from_secs(60))?,
+            // No redirects: the API key and the webhook secret go to n8n only.
+            client: super::homeassistant::no_redirects(Duration::from_secs(60))?,
         }))
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::alert::LabelSet;
 use crate::exec::action::Action;
-use crate::pipeline::hints::{HintError, fill_name, fill_placeholders, matches};
+use crate::pipeline::hints::{HintError, fill_name, fill_step, matches};
 
 /// How many observations a seeded prior is worth.
 pub const PRIOR_WEIGHT: f64 = 4.0;
@@ -62,27 +62,6 @@ pub struct PatternDef {
 pub struct PatternFile {
     #[serde(default)]
     pub patterns: Vec<PatternDef>,
-}
-
-/// Words in a template when each `{{ placeholder }}` is one word.
-fn words_with_placeholders(t: &str) -> usize {
-    let mut out = String::with_capacity(t.len());
-    let mut rest = t;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        match rest[start..].find("}}") {
-            Some(end) => {
-                out.push('x');
-                rest = &rest[start + end + 2..];
-            }
-            None => {
-                rest = &rest[start..];
-                break;
-            }
-        }
-    }
-    out.push_str(rest);
-    out.split_whitespace().count()
 }
 
 /// A step as written: a command (or `@action` text), or an action table.
@@ -179,19 +158,8 @@ fn apply<'a>(p: &'a PatternDef, labels: &LabelSet) -> Result<Applied<'a>, HintEr
         .commands
         .iter()
         .map(|c| {
-            if Action::is_step(c) {
-                // An action is never seen by a shell: its values go in raw, and each
-                // must stay one word (a value with a space could add an argument).
-                let filled = fill_name(c, labels)?;
-                if filled.split_whitespace().count() != words_with_placeholders(c) {
-                    return Err(HintError::MissingLabel(format!(
-                        "a label value with spaces in action {c}"
-                    )));
-                }
-                Ok(filled)
-            } else {
-                fill_placeholders(c, labels)
-            }
+            // An action's values go in raw, each one word; a command's shell-quoted.
+            fill_step(c, labels)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let host = if p.host.is_empty() {

@@ -33,6 +33,8 @@ pub enum HintError {
     MissingLabel(String),
     #[error("unterminated placeholder in {0:?}")]
     Unterminated(String),
+    #[error("label {0} is not one word ({1:?}); an action's argument must be")]
+    NotOneWord(String, String),
 }
 
 /// Single-quotes a value for a POSIX shell.
@@ -49,19 +51,44 @@ pub fn shell_quote(value: &str) -> String {
 
 /// Fills `{{ name }}` placeholders with shell-quoted label values.
 pub fn fill_placeholders(template: &str, labels: &LabelSet) -> Result<String, HintError> {
-    fill(template, labels, shell_quote)
+    fill(template, labels, |_, v| Ok(shell_quote(v)))
 }
 
 /// Fills placeholders with the raw values: only for names that are looked up (a host),
 /// never for anything a shell will see.
 pub fn fill_name(template: &str, labels: &LabelSet) -> Result<String, HintError> {
-    fill(template, labels, str::to_owned)
+    fill(template, labels, |_, v| Ok(v.to_owned()))
+}
+
+/// Fills a typed action's placeholders with raw values (no shell sees them), each of
+/// which must be one non-empty word without `;` (a space or a `;` could add an
+/// argument or an action).
+pub fn fill_action(template: &str, labels: &LabelSet) -> Result<String, HintError> {
+    fill(template, labels, |name, v| {
+        if v.is_empty()
+            || v.chars()
+                .any(|c| c.is_whitespace() || c == ';' || c.is_control())
+        {
+            Err(HintError::NotOneWord(name.to_owned(), v.to_owned()))
+        } else {
+            Ok(v.to_owned())
+        }
+    })
+}
+
+/// Fills a step: an action's with `fill_action`, a command's shell-quoted.
+pub fn fill_step(template: &str, labels: &LabelSet) -> Result<String, HintError> {
+    if crate::exec::action::Action::is_step(template) {
+        fill_action(template, labels)
+    } else {
+        fill_placeholders(template, labels)
+    }
 }
 
 fn fill(
     template: &str,
     labels: &LabelSet,
-    render: fn(&str) -> String,
+    render: impl Fn(&str, &str) -> Result<String, HintError>,
 ) -> Result<String, HintError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -75,7 +102,7 @@ fn fill(
         let value = labels
             .get(name)
             .ok_or_else(|| HintError::MissingLabel(name.to_owned()))?;
-        out.push_str(&render(value));
+        out.push_str(&render(name, value)?);
         rest = &after[end + 2..];
     }
     out.push_str(rest);
@@ -147,7 +174,7 @@ pub fn plan(
         let commands = rule
             .commands
             .iter()
-            .map(|c| fill_placeholders(c, labels))
+            .map(|c| fill_step(c, labels))
             .collect::<Result<Vec<_>, _>>()?;
         // A host is looked up by name, never run: its placeholders are filled as is.
         let host = if rule.host.is_empty() {
@@ -168,14 +195,15 @@ pub fn plan(
     let mut commands = hint("remediation_commands")
         .map(|t| split_commands(t))
         .unwrap_or_default();
-    // Typed actions (`homeassistant.restart_app app=core_mosquitto`), after the
-    // commands; judged as actions when they run.
-    if let Some(t) = hint("remediation_action") {
-        commands.extend(
-            split_commands(t)
-                .into_iter()
-                .map(|a| format!("{}{a}", crate::exec::action::PREFIX)),
-        );
+    // One typed action (`homeassistant.restart_app app=core_mosquitto`), after the
+    // commands, judged as an action when it runs. From annotations only: labels come
+    // from scraped targets, and an annotation is the rule author's. Not split on `;`,
+    // so a label value templated into it cannot add a second action.
+    if let Some(t) = annotations.get("remediation_action") {
+        let t = t.trim();
+        if !t.is_empty() {
+            commands.push(format!("{}{t}", crate::exec::action::PREFIX));
+        }
     }
     if commands.is_empty() {
         return Ok(None);
@@ -193,6 +221,58 @@ mod tests {
     use crate::config::Config;
 
     use crate::domain::alert::labels;
+
+    #[test]
+    fn an_action_comes_from_the_rules_annotation_only_and_alone() {
+        let none: Vec<HintRule> = Vec::new();
+        // A scraped target's label cannot start an action.
+        let from_label = labels(&[
+            ("alertname", "X"),
+            ("remediation_action", "n8n.trigger workflow=wipe"),
+        ]);
+        assert_eq!(plan(&from_label, &labels(&[]), &none, true).unwrap(), None);
+        // The annotation is one action: a `;` in it (a label templated in) does not
+        // add a second.
+        let ann = labels(&[(
+            "remediation_action",
+            "homeassistant.restart_app app=x;n8n.trigger workflow=wipe",
+        )]);
+        let p = plan(&labels(&[("alertname", "X")]), &ann, &none, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.commands,
+            ["@homeassistant.restart_app app=x;n8n.trigger workflow=wipe"]
+        );
+        // A routing rule's action gets raw, one-word values.
+        let rule = HintRule {
+            matchers: [("alertname".to_owned(), "X".to_owned())].into(),
+            commands: vec!["@homeassistant.restart_app app={{ app }}".into()],
+            ..HintRule::default()
+        };
+        let ok = plan(
+            &labels(&[("alertname", "X"), ("app", "core_mosquitto")]),
+            &labels(&[]),
+            std::slice::from_ref(&rule),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            ok.commands,
+            ["@homeassistant.restart_app app=core_mosquitto"]
+        );
+        for bad in ["x service=lock.unlock", "x;y", ""] {
+            let e = plan(
+                &labels(&[("alertname", "X"), ("app", bad)]),
+                &labels(&[]),
+                std::slice::from_ref(&rule),
+                false,
+            )
+            .unwrap_err();
+            assert!(matches!(e, HintError::NotOneWord(..)), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn label_values_become_exactly_one_word() {

@@ -38,10 +38,17 @@ async fn health_states_and_what_a_bad_token_says() {
         missing.to_string().contains("Entity not found"),
         "{missing}"
     );
-    assert!(matches!(
-        ha.state("../config").await.unwrap_err(),
-        HaError::BadRequest(_)
-    ));
+    for sneaky in [
+        "../config",
+        "sensor.x\\..\\..\\error_log",
+        "sensor.x/../y",
+        "Sensor.X",
+    ] {
+        assert!(
+            matches!(ha.state(sneaky).await.unwrap_err(), HaError::BadRequest(_)),
+            "{sneaky}"
+        );
+    }
     let wrong = client(&url, "stale-token", None)
         .health()
         .await
