@@ -1415,6 +1415,15 @@ pub fn validate(c: &Config) -> Vec<String> {
                 "rules.hints[{i}].commands: must list at least one command"
             ));
         }
+        // A typed action must read as one now, placeholders standing for one word.
+        for (j, step) in hint.commands.iter().enumerate() {
+            if crate::exec::action::Action::is_step(step) {
+                let sample = crate::pipeline::hints::with_sample_words(step);
+                if let Err(why) = crate::exec::action::Action::parse(&sample) {
+                    e.push(format!("rules.hints[{i}].commands[{j}]: {why}"));
+                }
+            }
+        }
     }
     for (i, cascade) in c.rules.cascade.iter().enumerate() {
         if cascade.root.is_empty() {
@@ -1766,6 +1775,11 @@ grafana = ["prometheus", "loki"]
                 "[[n8n.workflows]]\nname = \"r\"\nwebhook_path = \"r\"",
                 &[],
                 "n8n.url: workflows are configured",
+            ),
+            (
+                "[[rules.hints]]\nmatch = { alertname = \"X\" }\ncommands = [\"@homeassistant.restart_app slug={{ app }}\"]",
+                &[],
+                "rules.hints[0].commands[0]: homeassistant.restart_app needs app=",
             ),
             (
                 "[safety]\nllm_unknown_commands = \"maybe\"",

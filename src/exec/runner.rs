@@ -501,6 +501,10 @@ impl CommandRunner {
                 };
             }
         }
+        // One action per kind and target at a time (two restarts of one app would
+        // overlap), as state-changing commands per host and target.
+        let lock = self.target_lock(&breaker_host, a.target());
+        let _one_at_a_time = lock.lock().await;
         let started = std::time::Instant::now();
         let data = |skip: &str| -> serde_json::Value {
             a.args

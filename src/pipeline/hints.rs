@@ -76,6 +76,25 @@ pub fn fill_action(template: &str, labels: &LabelSet) -> Result<String, HintErro
     })
 }
 
+/// `template` with each `{{ placeholder }}` as the word `x` (to check a step's shape
+/// before any alert exists).
+pub fn with_sample_words(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                out.push('x');
+                rest = &rest[start + end + 2..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Fills a step: an action's with `fill_action`, a command's shell-quoted.
 pub fn fill_step(template: &str, labels: &LabelSet) -> Result<String, HintError> {
     if crate::exec::action::Action::is_step(template) {
