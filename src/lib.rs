@@ -36,11 +36,25 @@ pub fn version_info() -> serde_json::Value {
 
 /// The one way Jarvis builds HTTP clients: rustls with ring, a timeout on every call.
 pub fn http_client(timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+    client_builder(timeout).build().map_err(Into::into)
+}
+
+/// As `http_client`, never following a redirect: for clients that send a token or
+/// secret header, which must not go where the service did not answer from.
+pub fn http_client_without_redirects(
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
+    client_builder(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(Into::into)
+}
+
+fn client_builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
-    Ok(reqwest::Client::builder()
+    reqwest::Client::builder()
         .timeout(timeout)
         .tls_backend_rustls()
-        .build()?)
 }
 
 /// rustls needs a process-wide crypto provider; we use ring (aws-lc costs ~50 s of build).

@@ -454,6 +454,46 @@ impl CommandRunner {
         }
     }
 
+    /// Takes a slot in the rule's rate limit and checks the breaker of `(host,
+    /// target)`; `Err` is the outcome that refuses the run. Limits and breakers are
+    /// shared by the replicas through the database: when it cannot be read, nothing
+    /// runs.
+    async fn admit(
+        &self,
+        j: Judgement,
+        host: &str,
+        target: &str,
+    ) -> Result<(Judgement, super::limits::Breaker), RunOutcome> {
+        let now = now_ms();
+        let limits = async {
+            let slot = self
+                .store
+                .take_rate_slot(&j.rule, self.rate_limit_per_minute, now)
+                .await?;
+            let breaker = self.store.breaker(host, target).await?;
+            Ok::<_, StoreError>((slot, breaker))
+        };
+        match limits.await {
+            Ok((Err(retry_after_seconds), _)) => Err(RunOutcome::RateLimited {
+                action: j.rule.clone(),
+                judgement: j,
+                retry_after_seconds,
+            }),
+            Ok((Ok(()), b)) => match b.allows(now) {
+                Err(retry_after_seconds) => Err(RunOutcome::CircuitOpen {
+                    action: j.rule.clone(),
+                    judgement: j,
+                    retry_after_seconds,
+                }),
+                Ok(()) => Ok((j, b)),
+            },
+            Err(e) => Err(RunOutcome::Failed {
+                judgement: j,
+                error: format!("cannot check the rate limit and circuit breaker ({e}); not run"),
+            }),
+        }
+    }
+
     /// Runs an allowed action through its integration, within the same rate limits
     /// and breakers as commands (the breaker is per action kind and target). A failed
     /// call is a completed run that exited 1, with the integration's error as stderr.
@@ -464,43 +504,11 @@ impl CommandRunner {
         j: Judgement,
         actor: &str,
     ) -> RunOutcome {
-        let rule = j.rule.clone();
         let breaker_host = format!("{}{}", action::PREFIX, a.kind);
-        let now = now_ms();
-        let limits = async {
-            let slot = self
-                .store
-                .take_rate_slot(&rule, self.rate_limit_per_minute, now)
-                .await?;
-            let breaker = self.store.breaker(&breaker_host, a.target()).await?;
-            Ok::<_, StoreError>((slot, breaker))
+        let (j, breaker) = match self.admit(j, &breaker_host, a.target()).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
         };
-        match limits.await {
-            Ok((Err(retry_after_seconds), _)) => {
-                return RunOutcome::RateLimited {
-                    judgement: j,
-                    action: rule,
-                    retry_after_seconds,
-                };
-            }
-            Ok((Ok(()), b)) => {
-                if let Err(retry_after_seconds) = b.allows(now) {
-                    return RunOutcome::CircuitOpen {
-                        judgement: j,
-                        action: rule,
-                        retry_after_seconds,
-                    };
-                }
-            }
-            Err(e) => {
-                return RunOutcome::Failed {
-                    judgement: j,
-                    error: format!(
-                        "cannot check the rate limit and circuit breaker ({e}); not run"
-                    ),
-                };
-            }
-        }
         // One action per kind and target at a time (two restarts of one app would
         // overlap), as state-changing commands per host and target.
         let lock = self.target_lock(&breaker_host, a.target());
@@ -556,11 +564,6 @@ impl CommandRunner {
             },
         };
         let ok = result.is_ok();
-        let breaker = self
-            .store
-            .breaker(&breaker_host, a.target())
-            .await
-            .unwrap_or_default();
         if !(ok && breaker == super::limits::Breaker::default()) {
             self.breaker_record(&breaker_host, a.target(), ok).await;
         }
@@ -812,43 +815,9 @@ impl CommandRunner {
         if !host.is_local() && self.monitor.state(&host.name) == Some(HostState::Offline) {
             return RunOutcome::HostOffline { judgement: j };
         }
-        // Limits and breakers are shared by the replicas through the database; when it
-        // cannot be read, nothing runs.
-        let now = now_ms();
-        let limits = async {
-            let slot = self
-                .store
-                .take_rate_slot(&action, self.rate_limit_per_minute, now)
-                .await?;
-            let breaker = self.store.breaker(&host.name, &action).await?;
-            Ok::<_, StoreError>((slot, breaker))
-        };
-        let breaker = match limits.await {
-            Ok((Err(retry_after_seconds), _)) => {
-                return RunOutcome::RateLimited {
-                    judgement: j,
-                    action,
-                    retry_after_seconds,
-                };
-            }
-            Ok((Ok(()), b)) => match b.allows(now) {
-                Err(retry_after_seconds) => {
-                    return RunOutcome::CircuitOpen {
-                        judgement: j,
-                        action,
-                        retry_after_seconds,
-                    };
-                }
-                Ok(()) => b,
-            },
-            Err(e) => {
-                return RunOutcome::Failed {
-                    judgement: j,
-                    error: format!(
-                        "cannot check the rate limit and circuit breaker ({e}); not run"
-                    ),
-                };
-            }
+        let (j, breaker) = match self.admit(j, &host.name, &action).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
         };
         // One state-changing command per host and target at a time.
         let lock = (j.verdict == Verdict::Allowed)

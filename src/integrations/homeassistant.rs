@@ -64,17 +64,6 @@ pub struct App {
     pub version: Option<String>,
 }
 
-/// A client that never follows redirects: a token must not go where HA did not
-/// answer from.
-pub(crate) fn no_redirects(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    crate::install_crypto_provider();
-    Ok(reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tls_backend_rustls()
-        .build()?)
-}
-
 #[derive(Clone)]
 pub struct HomeAssistant {
     base: String,
@@ -99,7 +88,7 @@ impl HomeAssistant {
             base: c.url.trim_end_matches('/').to_owned(),
             token: c.token.expose().to_owned(),
             supervisor,
-            client: no_redirects(TIMEOUT)?,
+            client: crate::http_client_without_redirects(TIMEOUT)?,
         }))
     }
 

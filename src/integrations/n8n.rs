@@ -94,12 +94,8 @@ impl N8n {
             api_key: c.api_key.expose().to_owned(),
             workflows: c.workflows.clone(),
             // No redirects: the API key and the webhook secret go to n8n only.
-            client: super::homeassistant::no_redirects(Duration::from_secs(60))?,
+            client: crate::http_client_without_redirects(Duration::from_secs(60))?,
         }))
-    }
-
-    pub fn workflow_names(&self) -> Vec<&str> {
-        self.workflows.iter().map(|w| w.name.as_str()).collect()
     }
 
     fn workflow(&self, name: &str) -> Result<&N8nWorkflow, N8nError> {

@@ -4,8 +4,9 @@
 //! Notifications go through a durable outbox (the `notifications` and
 //! `notification_deliveries` tables). The pipeline's messages are written in the same
 //! transaction as the alert state change that causes them; others (host offline,
-//! maintenance) are queued here and written by one task. Nothing here slows
-//! remediation, and nothing written is lost:
+//! maintenance, the LLM budget) are written as they happen (`send_now`; queued for
+//! one writer task while the database is away, as are the suppression summaries).
+//! Nothing here slows remediation, and nothing written is lost:
 //! - one sender task per sink, holding a lease on that sink in the database, so there
 //!   is one sender per sink in the whole cluster and one slow sink (a Discord 429
 //!   retried for a minute) never delays another;
@@ -317,11 +318,6 @@ impl Notifications {
             alert_event_id: alert_event_id.map(str::to_owned),
             sinks: self.sinks.clone(),
         }
-    }
-
-    /// Queues `m` for the outbox writer (for messages no state change causes).
-    pub fn send(&self, m: Message) {
-        let _ = self.queue.send(self.outbox(&m, None));
     }
 
     /// Writes `m` to the outbox now (right after the state change it announces, so a

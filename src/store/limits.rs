@@ -47,6 +47,14 @@ pub trait LimitsStore: Send + Sync {
 
 type HealthRow = (String, String, i64, i64, Option<String>);
 
+/// A stored breaker row (failures, opened_at).
+fn breaker_of((failures, opened_at): (i64, Option<i64>)) -> Breaker {
+    Breaker {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        opened_at,
+    }
+}
+
 fn health_of((_, status, failures, last_change, last_error): &HealthRow) -> HostHealth {
     HostHealth {
         status: match status.as_str() {
@@ -147,10 +155,7 @@ macro_rules! record_breaker_tx {
         .bind($action)
         .fetch_optional(&mut *tx)
         .await?;
-        let mut b = row.map_or(Breaker::default(), |(failures, opened_at)| Breaker {
-            failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            opened_at,
-        });
+        let mut b = row.map_or(Breaker::default(), breaker_of);
         let opened = b.record($ok, $now);
         sqlx::query(
             "INSERT INTO circuit_breakers (host, action, failures, opened_at) VALUES ($1, $2, $3, $4) \
@@ -192,12 +197,7 @@ impl LimitsStore for SqlStore {
             .fetch_optional(p)
             .await?
         });
-        Ok(
-            row.map_or(Breaker::default(), |(failures, opened_at)| Breaker {
-                failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                opened_at,
-            }),
-        )
+        Ok(row.map_or(Breaker::default(), breaker_of))
     }
 
     async fn record_breaker(
@@ -241,10 +241,7 @@ impl LimitsStore for SqlStore {
         Ok(rows
             .into_iter()
             .filter_map(|(host, action, failures, opened_at)| {
-                let b = Breaker {
-                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                    opened_at,
-                };
+                let b = breaker_of((failures, opened_at));
                 b.open_for(now).map(|retry_after_seconds| OpenBreaker {
                     host,
                     action,
