@@ -352,20 +352,39 @@ const EVENT_COLUMNS: &str = "id, fingerprint, status, starts_at, ends_at, alertn
      annotations, generator_url, receiver, group_key, state, reason, received_at, updated_at, \
      claimed_by, claim_expires_at, resume_at, waiting";
 
-/// An event that may be claimed at `$3` (now): not final, not held, due.
-const CLAIMABLE: &str = "state IN ('received', 'remediating', 'awaiting_approval', \
-     'waiting_dependency', 'verifying') AND (claimed_by IS NULL OR claim_expires_at < $3) \
-     AND (resume_at IS NULL OR resume_at <= $3)";
+/// The SQL list of the states that are not final, from [`AlertState`] (one source:
+/// a new state cannot be forgotten in the claim or the retention job).
+pub(crate) fn non_final_states() -> String {
+    let names: Vec<String> = AlertState::ALL
+        .iter()
+        .filter(|s| !s.is_final())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("({})", names.join(", "))
+}
+
+/// An event that may be claimed at `now` (a placeholder): not final, not held, due.
+fn claimable(now: &str) -> String {
+    format!(
+        "state IN {} AND (claimed_by IS NULL OR claim_expires_at < {now}) \
+         AND (resume_at IS NULL OR resume_at <= {now})",
+        non_final_states()
+    )
+}
 
 /// A firing event goes only when it is the oldest unfinished firing event of its
 /// fingerprint and no other event of the fingerprint is held (`o` = the others).
-const ALONE: &str = "(alert_events.status = 'resolved' OR NOT EXISTS (SELECT 1 FROM alert_events o \
-     WHERE o.fingerprint = alert_events.fingerprint AND o.id <> alert_events.id AND ( \
-       (o.claimed_by IS NOT NULL AND o.claim_expires_at >= $3) \
-       OR (o.status = 'firing' AND o.state IN ('received', 'remediating', 'awaiting_approval', \
-           'waiting_dependency', 'verifying') \
-           AND (o.received_at < alert_events.received_at \
-                OR (o.received_at = alert_events.received_at AND o.id < alert_events.id))))))";
+fn alone(now: &str) -> String {
+    format!(
+        "(alert_events.status = 'resolved' OR NOT EXISTS (SELECT 1 FROM alert_events o \
+         WHERE o.fingerprint = alert_events.fingerprint AND o.id <> alert_events.id AND ( \
+           (o.claimed_by IS NOT NULL AND o.claim_expires_at >= {now}) \
+           OR (o.status = 'firing' AND o.state IN {} \
+               AND (o.received_at < alert_events.received_at \
+                    OR (o.received_at = alert_events.received_at AND o.id < alert_events.id))))))",
+        non_final_states()
+    )
+}
 
 /// A stable 64-bit key for a fingerprint (PostgreSQL advisory locks): the first 8
 /// bytes of its SHA-256. A collision only makes two fingerprints take turns.
@@ -397,20 +416,21 @@ async fn claim_postgres(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         .execute(&mut *tx)
         .await?;
-    let candidates: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
-        format!(
-            "SELECT id, fingerprint, status FROM alert_events WHERE {CLAIMABLE} AND {ALONE} \
-         ORDER BY received_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
-        )
-        .replace("$3", "$2"),
-    ))
+    let candidates: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, fingerprint, status FROM alert_events WHERE {} AND {} \
+         ORDER BY received_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        claimable("$2"),
+        alone("$2")
+    )))
     .bind(i64::from(limit) * 4)
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     let claim = format!(
         "UPDATE alert_events SET claimed_by = $1, claim_expires_at = $2 \
-         WHERE id = $4 AND {CLAIMABLE} AND {ALONE} RETURNING {EVENT_COLUMNS}"
+         WHERE id = $4 AND {} AND {} RETURNING {EVENT_COLUMNS}",
+        claimable("$3"),
+        alone("$3")
     );
     let mut rows = Vec::new();
     for (id, fingerprint, status) in candidates {
@@ -641,11 +661,12 @@ impl Store for SqlStore {
         // is claimable only while it is the oldest unfinished firing event of its
         // fingerprint and no other event of it is held. SQLite has one writer, so one
         // statement decides. PostgreSQL needs more (see `claim_postgres`).
+        let (claimable, alone) = (claimable("$3"), alone("$3"));
         let sql = format!(
             "UPDATE alert_events SET claimed_by = $1, claim_expires_at = $2 \
-             WHERE id IN (SELECT id FROM alert_events WHERE {CLAIMABLE} AND {ALONE} \
+             WHERE id IN (SELECT id FROM alert_events WHERE {claimable} AND {alone} \
                           ORDER BY received_at, id LIMIT $4) \
-               AND {CLAIMABLE} \
+               AND {claimable} \
              RETURNING {EVENT_COLUMNS}"
         );
         let _turn = self.write_turn().await;
@@ -978,6 +999,14 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_claim_picks_up_every_state_that_is_not_final() {
+        assert_eq!(
+            non_final_states(),
+            "('received', 'remediating', 'awaiting_approval', 'waiting_dependency', 'verifying')"
+        );
+    }
 
     #[test]
     fn sqlite_paths() {

@@ -322,9 +322,6 @@ pub trait RemediationStore: Send + Sync {
     async fn purge(&self, before: i64) -> Result<Purged, StoreError>;
 }
 
-const NON_FINAL: &str =
-    "('received', 'remediating', 'awaiting_approval', 'waiting_dependency', 'verifying')";
-
 #[async_trait]
 impl RemediationStore for SqlStore {
     async fn set_alert_state(
@@ -1026,7 +1023,7 @@ impl RemediationStore for SqlStore {
         let sql = |table: &str, column: &str, extra: &str| {
             format!("DELETE FROM {table} WHERE {column} < $1{extra}")
         };
-        let final_events = " AND state NOT IN ".to_owned() + NON_FINAL;
+        let final_events = " AND state NOT IN ".to_owned() + &super::non_final_states();
         let mut out = Purged::default();
         on_pool!(self, p => {
             for (n, q) in [
