@@ -342,22 +342,13 @@ impl CommandRunner {
                         rule: "action-unreadable".into(),
                         reason: why,
                     };
-                    self.audit(AuditRow {
-                        kind: "judged".into(),
-                        source: req.source.as_str().into(),
-                        verdict: j.verdict.as_str().into(),
-                        rule: j.rule.clone(),
-                        host: action::APPROVAL_HOST.into(),
-                        command: crate::notify::sinks::truncate(&req.command, 500),
-                        actor: req.requested_by.clone(),
-                        detail: j.reason.clone(),
-                        ..AuditRow::default()
-                    })
-                    .await;
+                    let written = crate::notify::sinks::truncate(&req.command, 500);
+                    self.judged(&req, action::APPROVAL_HOST, &written, &j).await;
                     return Ok(RunOutcome::Blocked { judgement: j });
                 }
             };
-            (j.0, j.1, Vec::new())
+            let (target, j) = j;
+            (target, j, Vec::new())
         } else {
             let host = self.host(&req.host)?.clone();
             let (j, explanation) = self
@@ -375,25 +366,7 @@ impl CommandRunner {
             Target::Host(h) => (h.name.clone(), req.command.clone()),
             Target::Action(a) => (action::APPROVAL_HOST.to_owned(), a.text()),
         };
-        crate::events::CommandJudged {
-            host: &host_name,
-            source: req.source,
-            verdict: j.verdict,
-            rule: &j.rule,
-        }
-        .emit(self.metrics.as_deref());
-        self.audit(AuditRow {
-            kind: "judged".into(),
-            source: req.source.as_str().into(),
-            verdict: j.verdict.as_str().into(),
-            rule: j.rule.clone(),
-            host: host_name.clone(),
-            command: command.clone(),
-            actor: req.requested_by.clone(),
-            detail: j.reason.clone(),
-            ..AuditRow::default()
-        })
-        .await;
+        self.judged(&req, &host_name, &command, &j).await;
         match j.verdict {
             Verdict::Blocked => Ok(RunOutcome::Blocked { judgement: j }),
             Verdict::ApprovalRequired => {
@@ -452,6 +425,29 @@ impl CommandRunner {
                 }
             }),
         }
+    }
+
+    /// Tells what the gate (or the action policy) decided: the event and the audit row.
+    async fn judged(&self, req: &RunRequest, host: &str, command: &str, j: &Judgement) {
+        crate::events::CommandJudged {
+            host,
+            source: req.source,
+            verdict: j.verdict,
+            rule: &j.rule,
+        }
+        .emit(self.metrics.as_deref());
+        self.audit(AuditRow {
+            kind: "judged".into(),
+            source: req.source.as_str().into(),
+            verdict: j.verdict.as_str().into(),
+            rule: j.rule.clone(),
+            host: host.into(),
+            command: command.into(),
+            actor: req.requested_by.clone(),
+            detail: j.reason.clone(),
+            ..AuditRow::default()
+        })
+        .await;
     }
 
     /// Takes a slot in the rule's rate limit and checks the breaker of `(host,
